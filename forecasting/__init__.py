@@ -1,0 +1,1 @@
+"""Forecasts of demand (Prophet and baselines) and staffing plans (Erlang C / A)."""

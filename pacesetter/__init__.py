@@ -1,0 +1,1 @@
+"""The command-line composition root: wires services, streams, forecasting and api together."""

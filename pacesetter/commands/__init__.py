@@ -1,0 +1,1 @@
+"""One module per `pacesetter` subcommand group; each exposes ``register(subparsers)``."""

@@ -1,0 +1,1 @@
+"""The core every part shares: settings, the event contract, metric definitions, ingest, broker."""
