@@ -1,0 +1,102 @@
+"""The FastAPI application: routes, read model, metrics and the dashboard, wired together."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from api.metrics import build_registry
+from api.readmodel import ReadModel
+from api.routes import (
+    alerts,
+    dashboard,
+    forecasts,
+    health,
+    intervals,
+    metrics,
+    rooms,
+    staffing,
+    stream,
+)
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Live figures, intervals, alerts, forecasts and staffing of police control rooms.
+
+Every `/api/v1` route takes `Authorization: Bearer <token>` when tokens are configured
+(`PACESETTER_API_TOKENS`, `role:token` pairs): `viewer` reads, `scheduler` also plans staffing,
+`admin` does everything. `/healthz`, `/readyz` and `/metrics` stay open. Times are RFC 3339
+with a zone; interval records are half-open, `start ≤ interval_start < end`.
+"""
+
+
+def create_app(settings: Settings, read_model: ReadModel | None = None,
+               store: Any | None = None) -> FastAPI:
+    """Build the API.
+
+    Args:
+        settings: the deployment's settings (topics, tokens, bootstrap servers).
+        read_model: a read model to serve; by default one is created, started with the app
+            and stopped with it. One that is passed in but not running is started too.
+        store: the history store (``services.store.HistoryStore``) for forecasts, staffing
+            plans and intervals older than the read model holds; None for none.
+    """
+    model = read_model if read_model is not None else ReadModel(settings)
+    owned = read_model is None
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        started_here = not model.running
+        if started_here:
+            model.start()
+        try:
+            yield
+        finally:
+            if started_here and owned:
+                model.stop()
+
+    app = FastAPI(
+        title="Pacesetter",
+        version="1",
+        summary="Streaming demand monitor for police control rooms",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.read_model = model
+    app.state.store = store
+    app.state.registry = build_registry(model)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's shape, plus one sentence naming each parameter, for people and curl.
+        errors = [_plain(err) for err in exc.errors()]
+        names = ", ".join(f"{' '.join(str(p) for p in e['loc'][-1:])}: {e['msg']}"
+                          for e in errors)
+        return JSONResponse({"detail": errors, "message": f"invalid request: {names}"},
+                            status_code=422)
+
+    for module in (health, metrics, rooms, intervals, alerts, forecasts, staffing, stream,
+                   dashboard):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
+    return app
+
+
+def _plain(error: Any) -> dict[str, Any]:
+    """A validation error with only JSON-safe values (pydantic may attach exceptions)."""
+    out = {"loc": list(error.get("loc", ())), "msg": str(error.get("msg", "")),
+           "type": str(error.get("type", ""))}
+    if "input" in error:
+        value = error["input"]
+        out["input"] = value if isinstance(value, str | int | float | bool | None) else str(value)
+    return out

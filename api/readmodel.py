@@ -1,0 +1,471 @@
+"""The API's read model: an in-memory view of the topics the stream worker publishes.
+
+Every API replica reads all of ``pacesetter.intervals``, ``pacesetter.live`` and
+``pacesetter.alerts`` from the beginning, without a consumer group (tansu's groups do not work
+for every client, and a replica needs every partition anyway). Records are facts keyed by
+identity, so the latest message for a key wins and reading a message twice changes nothing.
+
+The consumer runs on its own thread and event loop: rebuilding a day of records after a restart
+must not stall requests, and the app may be served from any loop (uvicorn, a test client).
+Readers take a snapshot under a lock; server-sent-event subscribers are woken thread-safely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: How far back (in event time, from a room's newest record) intervals stay in memory.
+DEFAULT_RETENTION = timedelta(days=8)
+#: How long a subscriber's queue may grow before it is cut off (the browser reconnects).
+SUBSCRIBER_QUEUE = 2000
+PROBE_SECONDS = 5.0
+
+
+def _parse_instant(text: Any) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("z", "Z")).astimezone(UTC)
+    except ValueError:
+        return None
+
+
+@dataclass
+class Subscriber:
+    """A server-sent-events client waiting for changes (optionally of one room)."""
+
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[tuple[str, Any]]
+    room: str | None = None
+    overflowed: bool = False
+
+
+@dataclass
+class _Stored:
+    start: datetime
+    record: dict[str, Any]
+
+
+@dataclass
+class Readiness:
+    """Whether the read model has caught up, and if not, why not."""
+
+    ready: bool
+    reason: str
+
+
+@dataclass
+class _Tables:
+    intervals: dict[tuple[str, str, str], _Stored] = field(default_factory=dict)
+    attendance: dict[tuple[str, str, str], _Stored] = field(default_factory=dict)
+    handlers: dict[tuple[str, str], _Stored] = field(default_factory=dict)
+    live: dict[str, dict[str, Any]] = field(default_factory=dict)
+    alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lines: dict[str, set[str]] = field(default_factory=dict)
+    newest: dict[str, datetime] = field(default_factory=dict)
+
+
+class ReadModel:
+    """What the API serves, rebuilt from the published topics on every start.
+
+    Use ``start()``/``stop()`` (or ``apply()`` directly, without Kafka). Query methods return
+    copies, safe to serialise while the consumer keeps applying messages.
+    """
+
+    def __init__(self, settings: Settings, retention: timedelta = DEFAULT_RETENTION) -> None:
+        self.settings = settings
+        self.retention = retention
+        self.topics = (settings.topic_intervals, settings.topic_live, settings.topic_alerts)
+        self._lock = threading.RLock()
+        self._t = _Tables()
+        self._subscribers: list[Subscriber] = []
+        self._ready = False
+        self._reason = "starting: not connected to Kafka yet"
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = threading.Event()
+        self._messages = 0
+        self._applied_since_prune = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> ReadModel:
+        """Start consuming on a background thread (returns at once)."""
+        if self._thread is None:
+            self._stopping.clear()
+            self._thread = threading.Thread(target=self._run, name="readmodel", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop consuming and wait for the thread."""
+        self._stopping.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        """Whether the consumer thread is running."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait_ready(self, timeout: float = 30.0) -> bool:
+        """Block until ready (for tests and the CLI); returns whether it became ready."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._ready:
+                return True
+            time.sleep(0.05)
+        return self._ready
+
+    def readiness(self) -> Readiness:
+        """Ready once every partition was read to its end offsets and then fetched empty."""
+        return Readiness(self._ready, "caught up" if self._ready else self._reason)
+
+    @property
+    def messages_applied(self) -> int:
+        """Messages applied since start (including rebuilds)."""
+        return self._messages
+
+    def _set_state(self, ready: bool, reason: str) -> None:
+        if ready != self._ready:
+            if ready:
+                log.info("read model caught up with %s (%d messages)", ", ".join(self.topics),
+                         self._messages)
+            else:
+                log.warning("read model not ready: %s", reason)
+        self._ready, self._reason = ready, reason
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._supervise())
+        finally:
+            loop.close()
+            self._loop = None
+
+    async def _supervise(self) -> None:
+        """Consume forever; on any broker failure, report not-ready, back off and reconnect."""
+        backoff = 0.5
+        while not self._stopping.is_set():
+            try:
+                await self._consume()
+                backoff = 0.5
+            except Exception as exc:  # noqa: BLE001 - any failure: not ready, reconnect
+                self._set_state(False, f"Kafka at {self.settings.bootstrap_servers} "
+                                       f"unreachable: {exc or type(exc).__name__}; reconnecting")
+                log.warning("read model: %s; reconnecting in %.1f s", exc or type(exc).__name__,
+                            backoff)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stopping.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+    async def _ensure_topics(self) -> None:
+        from services.broker import ensure_topics
+
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, lambda: ensure_topics(
+                self.settings.bootstrap_servers, list(self.topics), self.settings.partitions,
+                self.settings.replication_factor))
+        except Exception as exc:  # noqa: BLE001 - may lack admin rights: wait for the worker
+            log.info("read model could not create topics (%s); waiting for them", exc)
+
+    async def _consume(self) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka.errors import OffsetOutOfRangeError
+
+        self._set_state(False, f"connecting to Kafka at {self.settings.bootstrap_servers}")
+        await self._ensure_topics()
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_list,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="none",
+            fetch_max_wait_ms=100,
+            request_timeout_ms=10000,
+            retry_backoff_ms=200,
+            client_id="pacesetter-api",
+        )
+        await consumer.start()
+        try:
+            partitions: list[TopicPartition] = []
+            for topic in self.topics:
+                found = await self._partitions(consumer, topic)
+                partitions += [TopicPartition(topic, p) for p in sorted(found)]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            targets = await asyncio.wait_for(consumer.end_offsets(partitions), 15)
+            with self._lock:
+                self._t = _Tables()  # a fresh start: everything comes from the topics again
+            self._messages = 0
+            pending = set(partitions)
+            reached: dict[TopicPartition, int] = {}
+            self._set_state(False, "catching up: reading " + ", ".join(self.topics)
+                            + f" ({len(partitions)} partitions)")
+            last_probe = time.monotonic()
+            while not self._stopping.is_set():
+                try:
+                    batch = await consumer.getmany(timeout_ms=200)
+                except OffsetOutOfRangeError:
+                    log.warning("read model: topics were truncated or recreated; rebuilding")
+                    return
+                for records in batch.values():
+                    for msg in records:
+                        self._apply_message(msg.topic, msg.value)
+                if pending:
+                    now_ms = int(time.time() * 1000)
+                    for tp in list(pending):
+                        position = await consumer.position(tp)
+                        target = targets.get(tp) or 0
+                        if position > target:
+                            pending.discard(tp)
+                        elif position == target:
+                            # tansu's end offset can be the base offset of the last batch:
+                            # only an empty fetch from here proves the partition is read.
+                            polled = consumer.last_poll_timestamp(tp) or 0
+                            if tp not in reached:
+                                reached[tp] = now_ms
+                            elif tp not in batch and polled > reached[tp]:
+                                pending.discard(tp)
+                    if pending:
+                        self._reason = (f"catching up: {len(pending)} of {len(partitions)} "
+                                        f"partitions not read to the end yet")
+                    else:
+                        self._set_state(True, "caught up")
+                if time.monotonic() - last_probe > PROBE_SECONDS:
+                    last_probe = time.monotonic()
+                    await self._probe(consumer, partitions)
+                if self._applied_since_prune > 5000:
+                    self.prune()
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(consumer.stop(), 5)
+
+    async def _partitions(self, consumer: Any, topic: str) -> set[int]:
+        deadline = time.monotonic() + 30
+        while not self._stopping.is_set():
+            await consumer.topics()  # refreshes metadata
+            found = consumer.partitions_for_topic(topic)
+            if found:
+                return set(found)
+            self._set_state(False, f"waiting for topic {topic} to exist")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topic {topic} does not exist")
+            await self._sleep(0.5)
+        return set()
+
+    async def _probe(self, consumer: Any, partitions: list[Any]) -> None:
+        """Ask the broker for offsets: the consumer alone retries silently when it is gone."""
+        try:
+            await asyncio.wait_for(consumer.end_offsets(partitions), PROBE_SECONDS)
+        except Exception as exc:  # noqa: BLE001
+            raise ConnectionError(f"broker probe failed ({exc or type(exc).__name__})") from exc
+
+    # -- applying messages -----------------------------------------------------------------
+
+    def _apply_message(self, topic: str, value: bytes | None) -> None:
+        self._messages += 1
+        if value is None:
+            return
+        try:
+            data = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            log.warning("read model: skipped a message on %s that is not JSON", topic)
+            return
+        try:
+            self.apply(topic, data)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            log.warning("read model: skipped a malformed message on %s: %s", topic, exc)
+
+    def apply(self, topic: str, data: Any) -> None:
+        """Apply one decoded message of ``topic`` (TOPICS.md shapes)."""
+        if topic == self.settings.topic_intervals:
+            self._apply_record(data["kind"], data["record"])
+        elif topic == self.settings.topic_live:
+            self._apply_live(data)
+        elif topic == self.settings.topic_alerts:
+            self._apply_alert(data)
+
+    def _apply_record(self, kind: str, record: dict[str, Any]) -> None:
+        room = record["room"]
+        start = _parse_instant(record["interval_start"])
+        if not isinstance(room, str) or start is None:
+            raise ValueError("record without room or interval_start")
+        stored = _Stored(start, record)
+        with self._lock:
+            if kind == "interval":
+                self._t.intervals[(room, record["line"], record["interval_start"])] = stored
+                self._t.lines.setdefault(room, set()).add(record["line"])
+            elif kind == "attendance":
+                self._t.attendance[(room, record["grade"], record["interval_start"])] = stored
+                self._t.lines.setdefault(room, set())
+            elif kind == "handlers":
+                self._t.handlers[(room, record["interval_start"])] = stored
+                self._t.lines.setdefault(room, set())
+            else:
+                raise ValueError(f"unknown kind {kind!r}")
+            if start > self._t.newest.get(room, start - timedelta(seconds=1)):
+                self._t.newest[room] = start
+            self._applied_since_prune += 1
+        self._publish(room, "interval", {"kind": kind, "record": record})
+
+    def _apply_live(self, state: dict[str, Any]) -> None:
+        room = state["room"]
+        if not isinstance(room, str) or not isinstance(state.get("lines", {}), dict):
+            raise ValueError("live state without room")
+        with self._lock:
+            self._t.live[room] = state
+            self._t.lines.setdefault(room, set()).update(state.get("lines") or {})
+        self._publish(room, "live", state)
+
+    def _apply_alert(self, alert: dict[str, Any]) -> None:
+        room = alert["room"]
+        if not isinstance(alert["id"], str) or not isinstance(room, str):
+            raise ValueError("alert without id or room")
+        with self._lock:
+            self._t.alerts[alert["id"]] = alert
+            self._t.lines.setdefault(room, set())
+        self._publish(room, "alert", alert)
+
+    def prune(self) -> None:
+        """Forget records older than the retention (in each room's event time)."""
+        with self._lock:
+            self._applied_since_prune = 0
+            horizon = {room: newest - self.retention for room, newest in self._t.newest.items()}
+            for table in (self._t.intervals, self._t.attendance, self._t.handlers):
+                old = [k for k, v in table.items() if v.start < horizon.get(k[0], v.start)]
+                for key in old:
+                    del table[key]  # type: ignore[arg-type]
+
+    # -- subscribers -----------------------------------------------------------------------
+
+    def subscribe(self, room: str | None = None) -> Subscriber:
+        """Register a subscriber on the calling event loop."""
+        sub = Subscriber(asyncio.get_running_loop(), asyncio.Queue(SUBSCRIBER_QUEUE), room)
+        with self._lock:
+            self._subscribers.append(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        """Forget a subscriber."""
+        with self._lock, contextlib.suppress(ValueError):
+            self._subscribers.remove(sub)
+
+    def _publish(self, room: str, event: str, data: Any) -> None:
+        # Catching up replays history: dashboards load that over REST, not as a flood of events.
+        if not self._ready:
+            return
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for sub in subscribers:
+            if sub.room is None or sub.room == room:
+                with contextlib.suppress(RuntimeError):  # its loop has closed
+                    sub.loop.call_soon_threadsafe(_offer, sub, (event, data))
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def rooms(self) -> list[dict[str, Any]]:
+        """Known rooms and their lines, sorted."""
+        with self._lock:
+            return [{"room": room, "lines": sorted(lines)}
+                    for room, lines in sorted(self._t.lines.items())]
+
+    def has_room(self, room: str) -> bool:
+        """Whether the room appears in any published record or live state."""
+        with self._lock:
+            return room in self._t.lines
+
+    def live(self, room: str) -> dict[str, Any] | None:
+        """The latest live state of a room."""
+        with self._lock:
+            return self._t.live.get(room)
+
+    def live_states(self) -> list[dict[str, Any]]:
+        """The latest live state of every room."""
+        with self._lock:
+            return [self._t.live[r] for r in sorted(self._t.live)]
+
+    def oldest_interval(self, room: str) -> datetime | None:
+        """Start of the oldest interval still held in memory for a room."""
+        with self._lock:
+            newest = self._t.newest.get(room)
+        return None if newest is None else newest - self.retention
+
+    def intervals(self, room: str, line: str | None = None, start: datetime | None = None,
+                  end: datetime | None = None) -> list[dict[str, Any]]:
+        """Call interval records, oldest first (then by line), ``start ≤ interval_start < end``."""
+        with self._lock:
+            rows = [(v.start, k[1], v.record) for k, v in self._t.intervals.items()
+                    if k[0] == room and (line is None or k[1] == line)
+                    and _within(v.start, start, end)]
+        return [r for _, _, r in sorted(rows, key=lambda x: (x[0], x[1]))]
+
+    def attendance(self, room: str, grade: str | None = None, start: datetime | None = None,
+                   end: datetime | None = None) -> list[dict[str, Any]]:
+        """Attendance records, oldest first (then by grade)."""
+        with self._lock:
+            rows = [(v.start, k[1], v.record) for k, v in self._t.attendance.items()
+                    if k[0] == room and (grade is None or k[1] == grade)
+                    and _within(v.start, start, end)]
+        return [r for _, _, r in sorted(rows, key=lambda x: (x[0], x[1]))]
+
+    def handlers(self, room: str, start: datetime | None = None,
+                 end: datetime | None = None) -> list[dict[str, Any]]:
+        """Handler records, oldest first."""
+        with self._lock:
+            rows = [(v.start, v.record) for k, v in self._t.handlers.items()
+                    if k[0] == room and _within(v.start, start, end)]
+        return [r for _, r in sorted(rows, key=lambda x: x[0])]
+
+    def alerts(self, room: str | None = None, state: str | None = None) -> list[dict[str, Any]]:
+        """Alerts, newest first (by ``started_at``, then id)."""
+        with self._lock:
+            rows = [a for a in self._t.alerts.values()
+                    if (room is None or a.get("room") == room)
+                    and (state is None or a.get("state") == state)]
+        rows.sort(key=lambda a: str(a.get("id", "")), reverse=True)
+        rows.sort(key=lambda a: _parse_instant(a.get("started_at"))
+                  or datetime.min.replace(tzinfo=UTC), reverse=True)
+        return rows
+
+
+def _within(at: datetime, start: datetime | None, end: datetime | None) -> bool:
+    return (start is None or at >= start) and (end is None or at < end)
+
+
+def _offer(sub: Subscriber, item: tuple[str, Any]) -> None:
+    try:
+        sub.queue.put_nowait(item)
+    except asyncio.QueueFull:
+        sub.overflowed = True
+
+
+def merge_by_key(older: Iterable[dict[str, Any]], newer: Iterable[dict[str, Any]],
+                 key: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Records of both, the newer winning per key, oldest first."""
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for rec in list(older) + list(newer):
+        merged[tuple(rec.get(k) for k in key)] = rec
+    return sorted(merged.values(),
+                  key=lambda r: (_parse_instant(r.get("interval_start"))
+                                 or datetime.min.replace(tzinfo=UTC), str(r.get("line", ""))))

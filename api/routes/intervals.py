@@ -1,0 +1,54 @@
+"""Interval records: calls per line, attendance per grade, handler states."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+
+from api.deps import GRADES, LineQuery, ReadModelDep, RoomDep, StoreDep, TimeRangeDep, Viewer
+from api.readmodel import merge_by_key
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/v1/rooms/{room}", tags=["intervals"], dependencies=[Viewer])
+
+NOT_FOUND = {404: {"description": "unknown room"}}
+Grade = Literal["immediate", "priority", "scheduled", "resolution"]
+assert set(GRADES) == set(Grade.__args__)  # noqa: S101 - one list of grades
+
+
+@router.get("/intervals", summary="Call interval records, oldest first", responses=NOT_FOUND)
+def intervals(room: RoomDep, model: ReadModelDep, store: StoreDep, span: TimeRangeDep,
+              line: LineQuery = None) -> list[dict[str, Any]]:
+    """Records with ``start ≤ interval_start < end``, oldest first, then by line.
+
+    Recent intervals come from memory; older ones from the history store, when there is one.
+    """
+    recent = model.intervals(room, line, span.start, span.end)
+    horizon = model.oldest_interval(room)
+    if store is None or horizon is None or (span.start is not None and span.start >= horizon):
+        return recent
+    end = horizon if span.end is None else min(span.end, horizon)
+    try:
+        older = store.intervals(room, line=line, start=span.start, end=end)
+    except Exception:  # the store is a convenience here: memory still answers
+        log.exception("history store failed for %s intervals before %s", room, horizon)
+        return recent
+    return merge_by_key(older, recent, ("room", "line", "interval_start"))
+
+
+@router.get("/attendance", summary="Incident and attendance records per interval and grade",
+            responses=NOT_FOUND)
+def attendance(room: RoomDep, model: ReadModelDep, span: TimeRangeDep,
+               grade: Annotated[Grade | None, Query()] = None) -> list[dict[str, Any]]:
+    """Records by interval of incident creation, oldest first, then by grade."""
+    return model.attendance(room, grade, span.start, span.end)
+
+
+@router.get("/handlers", summary="Handler-state seconds and occupancy per interval",
+            responses=NOT_FOUND)
+def handlers(room: RoomDep, model: ReadModelDep, span: TimeRangeDep) -> list[dict[str, Any]]:
+    """Handler records, oldest first."""
+    return model.handlers(room, span.start, span.end)

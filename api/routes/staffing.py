@@ -1,0 +1,87 @@
+"""Staffing plans (JSON or CSV) and the what-if calculator for schedulers."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Header, HTTPException, Query, status
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import RoomDep, Scheduler, SettingsDep, StoreDep
+from api.routes.forecasts import LineRequired, domain_error, no_store
+from services.errors import PacesetterError
+
+LONDON = ZoneInfo("Europe/London")
+router = APIRouter(prefix="/api/v1", tags=["staffing"], dependencies=[Scheduler])
+
+
+@router.get(
+    "/rooms/{room}/staffing",
+    summary="Staffing plan per interval for a local date (JSON, or CSV)",
+    responses={200: {"content": {"text/csv": {}}},
+               404: {"description": "unknown room or no history"},
+               409: {"description": "not enough history for a plan yet"},
+               503: {"description": "no history store"}},
+)
+def staffing(
+    room: RoomDep, settings: SettingsDep, store: StoreDep, line: LineRequired,
+    day: Annotated[date | None, Query(alias="date", description="local date (Europe/London); "
+                                      "default today")] = None,
+    output: Annotated[Literal["json", "csv"] | None, Query(alias="format")] = None,
+    accept: Annotated[str | None, Header()] = None,
+) -> Any:
+    """The plan per interval; CSV with ``Accept: text/csv`` or ``?format=csv``."""
+    from forecasting import service
+
+    if store is None:
+        raise no_store()
+    local_day = day if day is not None else datetime.now(LONDON).date()
+    try:
+        rows = service.staffing_plan(store, settings, room, line, local_day)
+    except PacesetterError as exc:
+        raise domain_error(exc) from None
+    wants_csv = output == "csv" or (output is None and "text/csv" in (accept or ""))
+    if wants_csv:
+        filename = f"staffing-{room}-{line}-{local_day.isoformat()}.csv"
+        return Response(service.staffing_csv(rows), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return rows
+
+
+class WhatIf(BaseModel):
+    """A supervisor's question: what if this many calls met this many handlers?"""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "calls": 100, "interval_seconds": 1800, "aht_seconds": 180, "handlers": 14,
+        "threshold_seconds": 20, "patience_seconds": 300}]})
+
+    calls: float = Field(ge=0, le=100_000, description="calls offered in the interval")
+    interval_seconds: float = Field(gt=0, le=86_400)
+    aht_seconds: float = Field(gt=0, le=86_400, description="average handling time")
+    handlers: int = Field(ge=1, le=10_000)
+    threshold_seconds: float = Field(ge=0, le=86_400, description="service-level threshold")
+    patience_seconds: float | None = Field(None, gt=0, le=86_400,
+                                           description="mean caller patience: Erlang A")
+
+
+@router.post(
+    "/staffing/what-if",
+    summary="Service level, ASA, abandonment and occupancy for a volume, AHT and handlers",
+    responses={422: {"description": "invalid or impossible inputs"}},
+)
+def what_if(question: WhatIf) -> dict[str, Any]:
+    """Erlang C without ``patience_seconds``, Erlang A with it."""
+    from forecasting import service
+
+    try:
+        return service.what_if(question.calls, question.interval_seconds, question.aht_seconds,
+                               question.handlers, question.threshold_seconds,
+                               question.patience_seconds)
+    except PacesetterError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+    except (OverflowError, ZeroDivisionError, FloatingPointError) as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+                            f"these inputs are beyond what the model can compute ({exc})") from None

@@ -1,0 +1,69 @@
+"""Server-sent events: live state, interval and alert changes as they happen."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials
+from sse_starlette.sse import EventSourceResponse, ServerSentEvent
+
+from api.deps import ReadModelDep, RoomFilter, SettingsDep, bearer, identify
+from api.readmodel import ReadModel
+
+KEEPALIVE_SECONDS = 15
+router = APIRouter(prefix="/api/v1", tags=["stream"])
+
+
+def stream_caller(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    access_token: Annotated[str | None, Query(
+        max_length=512,
+        description="the bearer token, for clients that cannot send headers (EventSource)",
+    )] = None,
+) -> None:
+    """Viewers (and above) only; the token may come as ``?access_token=``."""
+    identify(settings, credentials.credentials if credentials else access_token)
+
+
+def _event(name: str, data: Any) -> ServerSentEvent:
+    return ServerSentEvent(data=json.dumps(data, separators=(",", ":")), event=name)
+
+
+async def _events(request: Request, model: ReadModel, room: str | None,
+                  ) -> AsyncIterator[ServerSentEvent]:
+    sub = model.subscribe(room)
+    try:
+        # The current state first, so that a (re)connecting client is never stale.
+        for state in model.live_states():
+            if room is None or state.get("room") == room:
+                yield _event("live", state)
+        while not sub.overflowed:
+            try:
+                name, data = await asyncio.wait_for(sub.queue.get(), 1.0)
+            except TimeoutError:
+                if await request.is_disconnected():
+                    break
+                continue
+            yield _event(name, data)
+    finally:
+        model.unsubscribe(sub)
+
+
+@router.get(
+    "/stream",
+    summary="Server-sent events: live, interval and alert messages as they happen",
+    response_class=EventSourceResponse,
+    responses={200: {"content": {"text/event-stream": {}},
+                     "description": "events `live` (a room's live state), `interval` "
+                                    "(`{kind, record}`) and `alert`; a comment every 15 s"}},
+    dependencies=[Depends(stream_caller)],
+)
+def stream(request: Request, model: ReadModelDep, room: RoomFilter = None) -> EventSourceResponse:
+    """Stream changes (optionally of one room) until the client goes away."""
+    return EventSourceResponse(_events(request, model, room), ping=KEEPALIVE_SECONDS,
+                               headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
