@@ -13,8 +13,8 @@ from typing import IO, Any
 
 import orjson
 
-from services.events import Event, InvalidEvent, encode_batch, iter_jsonl, parse_event
 from services.errors import PacesetterError
+from services.events import Event, InvalidEvent, encode_batch, iter_jsonl, parse_event
 
 log = logging.getLogger(__name__)
 

@@ -78,6 +78,7 @@ class Settings(BaseSettings):
     max_queue_seconds: float = Field(3600.0, gt=0)
     max_future_seconds: float = Field(86400.0, gt=0)
     live_lag_seconds: float = Field(300.0, gt=0)
+    attendance_horizon_seconds: float = Field(50 * 3600.0, gt=0)
     live_publish_seconds: float = Field(5.0, gt=0)
     max_occupancy: float = Field(0.85, gt=0, le=1)
     shrinkage: float = Field(0.35, ge=0, lt=1)

@@ -1,0 +1,877 @@
+"""The room state machine: applies events idempotently and derives every figure of METRICS.md.
+
+State is *records keyed by identity* (calls, incidents, handler timelines, seen event ids);
+figures are derived from the records, never counted on the fly, so applying an event twice
+changes nothing and a worker can rebuild a room exactly by replaying its events. The choices
+METRICS.md leaves open are pinned down in services/DEFINITIONS.md.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from bisect import bisect_left, insort
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from services import kpis
+from services.events import Event, InvalidEvent, decode_message, parse_event
+from services.ingest import redact
+from services.kpis import ABANDONED, ANSWERED, CALLBACK, INTERVAL_US, US, interval_start, iso
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CALL_CHILDREN = frozenset(
+    {ANSWERED, ABANDONED, CALLBACK, "call.ended", "callback.attempted"}
+)
+INCIDENT_CHILDREN = frozenset({"incident.dispatched", "incident.arrived", "incident.closed"})
+BUCKETS_SECONDS = (1, 5, 10, 20, 30, 60, 120, 300, 600)
+
+
+class Child:
+    """A call or incident event kept on its parent (or waiting for it)."""
+
+    __slots__ = ("event", "seq", "at_us")
+
+    def __init__(self, event: Event, seq: int):
+        self.event = event
+        self.seq = seq
+        self.at_us = event.at_us
+
+
+class Call:
+    """One offered call: its events and the state derived from them."""
+
+    __slots__ = (
+        "id", "line", "offered_us", "start", "caller", "reason", "seq", "event",
+        "exits", "ends", "attempts", "final",
+        "exit_type", "exit_us", "exit_seq", "end_us", "wrap_seconds", "outcome",
+        "callback_success", "repeat", "failure",
+    )  # fmt: skip
+
+    def __init__(self, event: Event, seq: int):
+        self.id = event.call
+        self.line = event.line
+        self.offered_us = event.at_us
+        self.start = interval_start(event.at_us)
+        self.caller = event.caller
+        self.reason = event.reason
+        self.seq = seq
+        self.event: Event | None = event
+        self.exits: list[Child] = []
+        self.ends: list[Child] = []
+        self.attempts: list[Child] = []
+        self.final = False
+        self.exit_type: str | None = None
+        self.exit_us = 0
+        self.exit_seq = 0
+        self.end_us: int | None = None
+        self.wrap_seconds = 0.0
+        self.outcome: str | None = None
+        self.callback_success = False
+        self.repeat = False
+        self.failure = False
+
+    def derive_own(self) -> None:
+        """Exit, end and callback success from this call's own events (DEFINITIONS.md)."""
+        best: Child | None = None
+        for child in self.exits:
+            if child.at_us >= self.offered_us and (
+                best is None or (child.at_us, child.seq) < (best.at_us, best.seq)
+            ):
+                best = child
+        if best is None:
+            self.exit_type, self.exit_us, self.exit_seq = None, 0, 0
+        else:
+            self.exit_type, self.exit_us, self.exit_seq = best.event.type, best.at_us, best.seq
+        end: Child | None = None
+        if self.exit_type == ANSWERED:
+            for child in self.ends:
+                if child.at_us >= self.exit_us and (
+                    end is None or (child.at_us, child.seq) < (end.at_us, end.seq)
+                ):
+                    end = child
+        if end is None:
+            self.end_us, self.wrap_seconds, self.outcome = None, 0.0, None
+        else:
+            self.end_us = end.at_us
+            self.wrap_seconds = end.event.wrap_seconds or 0.0
+            self.outcome = end.event.outcome
+        self.callback_success = self.exit_type == CALLBACK and any(
+            c.event.success for c in self.attempts
+        )
+
+    def rejected_children(self) -> Iterator[tuple[str, Child, str]]:
+        """The events of this call that do not count, with reason and explanation."""
+        for child in self.exits:
+            if child.at_us < self.offered_us:
+                yield "negative_wait", child, (
+                    f"at: {child.event.at_text} is before the call was offered "
+                    f"({iso(self.offered_us)}): the wait would be negative"
+                )
+            elif child.seq != self.exit_seq:
+                yield "conflicting_exit", child, (
+                    f"type: call {self.id} already left the queue by {self.exit_type} at "
+                    f"{iso(self.exit_us)}; the first exit stands"
+                )
+        for child in self.ends:
+            if self.exit_type != ANSWERED:
+                yield "invalid_end", child, f"call: call {self.id} was never answered"
+            elif child.at_us < self.exit_us:
+                yield "invalid_end", child, f"at: call {self.id} ended before it was answered"
+            elif child.at_us != self.end_us or child.event.outcome != self.outcome:
+                yield "invalid_end", child, f"call: call {self.id} had already ended"
+        if self.exit_type != CALLBACK:
+            for child in self.attempts:
+                yield "invalid_callback", child, (
+                    f"call: call {self.id} did not request a callback"
+                )
+
+    def compact(self) -> None:
+        """Drop what a final call no longer needs (its figures are fixed)."""
+        self.final = True
+        self.event = None
+        self.exits = self.ends = self.attempts = []
+
+
+class Incident:
+    """One incident: creation, first dispatch and arrival, closure."""
+
+    __slots__ = ("id", "grade", "area", "created_us", "start", "call_id", "seq",
+                 "dispatches", "arrivals", "closures", "final", "clock_start_us",
+                 "dispatched_us", "arrived_us", "closed_us")  # fmt: skip
+
+    def __init__(self, event: Event, seq: int):
+        self.id = event.incident
+        self.grade: str = event.grade or "resolution"
+        self.area = event.area
+        self.created_us = event.at_us
+        self.start = interval_start(event.at_us)
+        self.call_id = event.call
+        self.seq = seq
+        self.dispatches: list[tuple[int, int]] = []
+        self.arrivals: list[tuple[int, int]] = []
+        self.closures: list[tuple[int, int]] = []
+        self.final = False
+        self.clock_start_us = event.at_us
+        self.dispatched_us: int | None = None
+        self.arrived_us: int | None = None
+        self.closed_us: int | None = None
+
+    def derive(self, calls: dict[str, Call]) -> None:
+        """First dispatch, arrival and closure; the clock starts at the linked call."""
+        linked = calls.get(self.call_id) if self.call_id else None
+        self.clock_start_us = linked.offered_us if linked is not None else self.created_us
+        self.dispatched_us = min(self.dispatches)[0] if self.dispatches else None
+        self.arrived_us = min(self.arrivals)[0] if self.arrivals else None
+        self.closed_us = min(self.closures)[0] if self.closures else None
+
+
+@dataclass
+class DeadLetter:
+    """A rejected event, for the dead-letter topic."""
+
+    reason: str
+    error: str
+    room: str | None
+    event_id: str | None
+    type: str | None
+    raw: bytes
+    source: dict[str, Any] | None = None
+
+    def to_dict(self, rejected_at_us: int) -> dict[str, Any]:
+        """The dead-letter message value (TOPICS.md)."""
+        return {
+            "reason": self.reason,
+            "error": self.error,
+            "room": self.room,
+            "event_id": self.event_id,
+            "type": self.type,
+            "raw": redact(self.raw).decode("utf-8", "replace"),
+            "source": self.source,
+            "rejected_at": iso(rejected_at_us),
+        }
+
+
+@dataclass
+class Config:
+    """The settings a room needs, in microseconds."""
+
+    grace_us: int
+    repeat_window_us: int
+    max_queue_us: int
+    max_future_seconds: float
+    live_lag_us: int
+    attendance_horizon_us: int
+    limits: Callable[[str], kpis.Thresholds]
+    settings: Settings
+
+    @classmethod
+    def of(cls, settings: Settings) -> Config:
+        """Config from settings."""
+        cache: dict[str, kpis.Thresholds] = {}
+
+        def limits(line: str) -> kpis.Thresholds:
+            found = cache.get(line)
+            if found is None:
+                profile = settings.profile(line)
+                found = cache[line] = kpis.Thresholds.of(
+                    profile.threshold_seconds, profile.short_abandon_seconds
+                )
+            return found
+
+        return cls(
+            grace_us=round(settings.grace_seconds * US),
+            repeat_window_us=round(settings.repeat_window_seconds * US),
+            max_queue_us=round(settings.max_queue_seconds * US),
+            max_future_seconds=settings.max_future_seconds,
+            live_lag_us=round(settings.live_lag_seconds * US),
+            attendance_horizon_us=round(settings.attendance_horizon_seconds * US),
+            limits=limits,
+            settings=settings,
+        )
+
+
+@dataclass
+class Output:
+    """What changed: records to publish and dead letters to write."""
+
+    records: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+class Room:
+    """The state of one control room."""
+
+    def __init__(self, name: str, config: Config):
+        self.name = name
+        self.config = config
+        self.seq = 0
+        self.seen: set[str] = set()
+        self.seen_by_start: dict[int, list[str]] = {}
+        self.watermark_us: int | None = None
+        self.live = False
+        self.wall_us = 0
+        self.closed_us = -(1 << 62)  # intervals ending at or before this are final
+        self.inc_closed_us = -(1 << 62)
+        self.calls: dict[str, Call] = {}
+        self.buckets: dict[tuple[str, int], list[Call]] = {}
+        self.open_starts: list[int] = []  # heap of starts of open call buckets
+        self.open_start_set: set[int] = set()
+        self.callers: dict[str, list[tuple[int, int, Call]]] = {}
+        self.pending: dict[tuple[str, str], list[Child]] = {}
+        # (deadline, seq, id) of waiting children, for calls and for incidents
+        self.pending_heaps: dict[str, list[tuple[int, int, str]]] = {"c": [], "i": []}
+        self.pruned_at = -(1 << 62)
+        self.incidents: dict[str, Incident] = {}
+        self.inc_buckets: dict[tuple[str, int], list[Incident]] = {}
+        self.inc_open_starts: list[int] = []
+        self.inc_open_set: set[int] = set()
+        self.awaiting: dict[str, Incident] = {}  # created, not dispatched, not closed
+        self.call_incidents: dict[str, list[Incident]] = {}
+        self.handlers: dict[str, list[tuple[int, int, str]]] = {}
+        self.handler_first_start: int | None = None
+        self.handler_final_upto: int | None = None  # next handler interval start not yet final
+        self.handler_dirty_from: int | None = None
+        self.dirty_calls: set[Call] = set()
+        self.dirty_buckets: set[tuple[str, int]] = set()
+        self.dirty_incidents: set[Incident] = set()
+        self.dirty_inc_buckets: set[tuple[str, int]] = set()
+        self.lines: set[str] = set()
+        self.events_total: dict[str, int] = {}
+        self.rejected: dict[str, int] = {}
+        self.final_summaries: dict[str, list[tuple[int, int, int, int]]] = {}
+        self.final_totals: dict[str, dict[str, Any]] = {}
+        self.lag_us = 0
+        self.out = Output()
+
+    # ------------------------------------------------------------------ time
+
+    @property
+    def now_us(self) -> int:
+        """Now: the wall clock for a live room, the watermark for a replayed one."""
+        if self.watermark_us is None:
+            return self.wall_us
+        return self.wall_us if self.live else self.watermark_us
+
+    def is_final(self, start_us: int) -> bool:
+        """Whether the call or handler interval starting at ``start_us`` is final."""
+        return start_us + INTERVAL_US <= self.closed_us
+
+    def advance(self, wall_us: int) -> None:
+        """Move finality forward to ``now − grace`` (never back); close what that finalizes."""
+        self.wall_us = max(self.wall_us, wall_us)
+        if self.watermark_us is None:
+            return
+        now = self.now_us
+        closed = now - self.config.grace_us
+        inc_closed = now - self.config.attendance_horizon_us
+        if closed > self.closed_us:
+            self.closed_us = closed
+            self._expire_pending()
+            self._finalize_calls()
+            self._finalize_handlers()
+        if inc_closed > self.inc_closed_us:
+            self.inc_closed_us = inc_closed
+            self._expire_pending()
+            self._finalize_incidents()
+
+    # --------------------------------------------------------------- events
+
+    def apply(self, event: Event, wall_us: int, source: dict[str, Any] | None = None) -> None:
+        """Apply one valid event of this room (arrival order)."""
+        if event.id in self.seen:
+            self._count("duplicate")
+            return
+        self.seen.add(event.id)
+        self.seen_by_start.setdefault(interval_start(event.at_us), []).append(event.id)
+        self.seq += 1
+        etype = event.type
+        self.events_total[etype] = self.events_total.get(etype, 0) + 1
+        if self.watermark_us is None or event.at_us > self.watermark_us:
+            self.watermark_us = event.at_us
+            self.live = wall_us - event.at_us <= self.config.live_lag_us
+            self.lag_us = wall_us - event.at_us
+        self.advance(wall_us)
+        if etype == "call.offered":
+            self._offered(event, self.seq, source)
+        elif etype in CALL_CHILDREN:
+            self._call_child(Child(event, self.seq), source)
+        elif etype == "handler.state":
+            self._handler_state(event, self.seq, source)
+        elif etype == "incident.created":
+            self._incident_created(event, self.seq, source)
+        else:
+            self._incident_child(Child(event, self.seq), source)
+
+    def _reject(self, reason: str, error: str, event: Event, source: Any = None) -> None:
+        self._count(reason)
+        self.out.dead_letters.append(
+            DeadLetter(reason, error, self.name, event.id, event.type, event.to_json(), source)
+        )
+
+    def _count(self, reason: str) -> None:
+        self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+    def _too_late(self, event: Event, start_us: int, source: Any, horizon: str = "") -> None:
+        self._reject(
+            "too_late",
+            f"at: it changes the interval {iso(start_us)}, final since its end plus "
+            f"{horizon or 'grace'} passed (now {iso(self.now_us)}); send events sooner",
+            event,
+            source,
+        )
+
+    def _offered(self, event: Event, seq: int, source: Any) -> None:
+        call_id = event.call
+        assert call_id is not None and event.line is not None
+        if call_id in self.calls:
+            self._reject("conflict", f"call: {call_id!r} was already offered in this room",
+                         event, source)
+            return
+        start = interval_start(event.at_us)
+        if self.is_final(start):
+            self._too_late(event, start, source)
+            return
+        call = Call(event, seq)
+        self.calls[call_id] = call
+        self.lines.add(call.line)
+        key = (call.line, start)
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            bucket = self.buckets[key] = []
+            if start not in self.open_start_set:
+                self.open_start_set.add(start)
+                heapq.heappush(self.open_starts, start)
+        bucket.append(call)
+        if call.caller is not None:
+            insort(self.callers.setdefault(call.caller, []), (call.offered_us, seq, call),
+                   key=lambda item: (item[0], item[1]))
+        self.dirty_calls.add(call)
+        for incident in self.call_incidents.pop(call_id, ()):
+            self.dirty_incidents.add(incident)
+        for child in self.pending.pop(("c", call_id), ()):
+            self._attach_call_child(call, child)
+
+    def _call_child(self, child: Child, source: Any) -> None:
+        call_id = child.event.call
+        assert call_id is not None
+        call = self.calls.get(call_id)
+        if call is None:
+            self._wait(("c", call_id), child, interval_start(child.at_us) + INTERVAL_US, source)
+            return
+        if call.final:
+            self._too_late(child.event, call.start, source)
+            return
+        self._attach_call_child(call, child)
+
+    def _attach_call_child(self, call: Call, child: Child) -> None:
+        etype = child.event.type
+        if etype == "call.ended":
+            call.ends.append(child)
+        elif etype == "callback.attempted":
+            call.attempts.append(child)
+        else:
+            call.exits.append(child)
+        self.dirty_calls.add(call)
+
+    def _wait(self, key: tuple[str, str], child: Child, deadline_end: int, source: Any) -> None:
+        closed = self.closed_us if key[0] == "c" else self.inc_closed_us
+        if deadline_end <= closed:
+            self._orphan(child)
+            return
+        self.pending.setdefault(key, []).append(child)
+        heapq.heappush(self.pending_heaps[key[0]], (deadline_end, child.seq, key[1]))
+
+    def _orphan(self, child: Child) -> None:
+        kind = "incident" if child.event.type.startswith("incident") else "call"
+        ident = child.event.incident if kind == "incident" else child.event.call
+        self._reject(
+            "orphan",
+            f"{kind}: no {kind} {ident!r} arrived in this room within the grace period",
+            child.event,
+        )
+
+    def _expire_pending(self) -> None:
+        for kind, closed in (("c", self.closed_us), ("i", self.inc_closed_us)):
+            self._expire(kind, closed)
+
+    def _expire(self, kind: str, closed: int) -> None:
+        heap = self.pending_heaps[kind]
+        while heap and heap[0][0] <= closed:
+            _deadline, seq, ident = heapq.heappop(heap)
+            waiting = self.pending.get((kind, ident))
+            if not waiting:
+                continue
+            keep = []
+            for child in waiting:
+                if child.seq == seq:
+                    self._orphan(child)
+                else:
+                    keep.append(child)
+            if keep:
+                self.pending[(kind, ident)] = keep
+            else:
+                del self.pending[(kind, ident)]
+
+    def _incident_created(self, event: Event, seq: int, source: Any) -> None:
+        incident_id = event.incident
+        assert incident_id is not None
+        if incident_id in self.incidents:
+            self._reject("conflict", f"incident: {incident_id!r} was already created in this room",
+                         event, source)
+            return
+        start = interval_start(event.at_us)
+        if start + INTERVAL_US <= self.inc_closed_us:
+            self._too_late(event, start, source, "the attendance horizon")
+            return
+        incident = Incident(event, seq)
+        self.incidents[incident_id] = incident
+        key = (incident.grade, start)
+        bucket = self.inc_buckets.get(key)
+        if bucket is None:
+            bucket = self.inc_buckets[key] = []
+            if start not in self.inc_open_set:
+                self.inc_open_set.add(start)
+                heapq.heappush(self.inc_open_starts, start)
+        bucket.append(incident)
+        if incident.call_id and incident.call_id not in self.calls:
+            self.call_incidents.setdefault(incident.call_id, []).append(incident)
+        self.awaiting[incident_id] = incident
+        self.dirty_incidents.add(incident)
+        for child in self.pending.pop(("i", incident_id), ()):
+            self._attach_incident_child(incident, child)
+
+    def _incident_child(self, child: Child, source: Any) -> None:
+        incident_id = child.event.incident
+        assert incident_id is not None
+        incident = self.incidents.get(incident_id)
+        if incident is None:
+            self._wait(("i", incident_id), child, interval_start(child.at_us) + INTERVAL_US,
+                       source)
+            return
+        if incident.final:
+            self._too_late(child.event, incident.start, source, "the attendance horizon")
+            return
+        self._attach_incident_child(incident, child)
+
+    def _attach_incident_child(self, incident: Incident, child: Child) -> None:
+        mark = (child.at_us, child.seq)
+        etype = child.event.type
+        if etype == "incident.dispatched":
+            incident.dispatches.append(mark)
+        elif etype == "incident.arrived":
+            incident.arrivals.append(mark)
+        else:
+            incident.closures.append(mark)
+        if etype != "incident.arrived":
+            self.awaiting.pop(incident.id, None)
+        self.dirty_incidents.add(incident)
+
+    def _handler_state(self, event: Event, seq: int, source: Any) -> None:
+        start = interval_start(event.at_us)
+        if self.is_final(start):
+            self._too_late(event, start, source)
+            return
+        assert event.handler is not None and event.state is not None
+        insort(self.handlers.setdefault(event.handler, []), (event.at_us, seq, event.state))
+        if self.handler_first_start is None or start < self.handler_first_start:
+            self.handler_first_start = start
+            if self.handler_final_upto is None or start < self.handler_final_upto:
+                self.handler_final_upto = start
+        if self.handler_dirty_from is None or start < self.handler_dirty_from:
+            self.handler_dirty_from = start
+
+    # ------------------------------------------------------------ derivation
+
+    def _derive(self) -> None:
+        """Re-derive dirty calls: own state first, then repeat contacts and failure demand."""
+        if not self.dirty_calls:
+            return
+        dirty = self.dirty_calls
+        for call in dirty:
+            call.derive_own()
+        window = self.config.repeat_window_us
+        # A changed call can change the previous contact of the same caller's later calls.
+        later: set[Call] = set()
+        for call in dirty:
+            if call.caller is None:
+                continue
+            history = self.callers[call.caller]
+            index = bisect_left(history, (call.offered_us, call.seq), key=lambda e: (e[0], e[1]))
+            limit = call.offered_us + window
+            for offered_us, _seq, other in history[index + 1:]:
+                if offered_us > limit:
+                    break
+                if not other.final:
+                    later.add(other)
+        for call in dirty | later:
+            self._derive_repeat(call)
+            self.dirty_buckets.add((call.line, call.start))
+        self.dirty_calls = set()
+        for incident in self.dirty_incidents:
+            incident.derive(self.calls)
+            self.dirty_inc_buckets.add((incident.grade, incident.start))
+        self.dirty_incidents = set()
+
+    def _derive_repeat(self, call: Call) -> None:
+        call.repeat = call.failure = False
+        if call.caller is None:
+            return
+        history = self.callers[call.caller]
+        index = bisect_left(history, call.offered_us, key=lambda e: e[0])
+        if index == 0:
+            return
+        prev_us, _seq, prev = history[index - 1]
+        if prev_us < call.offered_us - self.config.repeat_window_us:
+            return
+        call.repeat = True
+        at = call.offered_us
+        call.failure = (
+            call.reason == "progress_chase"
+            or (prev.exit_type == ABANDONED and prev.exit_us <= at)
+            or (prev.outcome == "unresolved" and prev.end_us is not None and prev.end_us <= at)
+        )
+
+    def flush_derive(self) -> None:
+        """Bring derived call and incident state up to date."""
+        self._derive()
+
+    def flush(self) -> Output:
+        """Derive what changed and hand over the records to publish and the dead letters."""
+        self._derive()
+        out = self.out
+        now = self.now_us
+        for key in self.dirty_buckets:
+            bucket = self.buckets.get(key)
+            if bucket is not None:
+                out.records.append(("interval", self._interval_key(key), self._interval(key, now)))
+        self.dirty_buckets = set()
+        for key in self.dirty_inc_buckets:
+            bucket = self.inc_buckets.get(key)
+            if bucket is not None:
+                out.records.append(("attendance", self._attendance_key(key),
+                                    self._attendance(key, False)))
+        self.dirty_inc_buckets = set()
+        self._flush_handlers(now)
+        self.out = Output()
+        return out
+
+    def _interval_key(self, key: tuple[str, int]) -> str:
+        return f"{self.name}|{key[0]}|{iso(key[1])}"
+
+    def _attendance_key(self, key: tuple[str, int]) -> str:
+        return f"{self.name}|grade:{key[0]}|{iso(key[1])}"
+
+    def _interval(self, key: tuple[str, int], now: int, final: bool = False) -> dict[str, Any]:
+        line, start = key
+        return kpis.interval_record(
+            self.name, line, start, self.buckets[key], self.config.limits(line), now, final,
+            self.config.max_queue_us,
+        )
+
+    def _attendance(self, key: tuple[str, int], final: bool) -> dict[str, Any]:
+        grade, start = key
+        return kpis.attendance_record(self.name, grade, start, self.inc_buckets[key], final)
+
+    def _handler(self, start: int, now: int, final: bool) -> tuple[str, str, dict[str, Any]]:
+        record = kpis.handler_record(self.name, start, self.handlers.values(), now, final)
+        return ("handlers", f"{self.name}|handlers|{iso(start)}", record)
+
+    def _flush_handlers(self, now: int) -> None:
+        if self.handler_dirty_from is None or self.handler_final_upto is None:
+            return
+        start = max(self.handler_dirty_from, self.handler_final_upto)
+        last = interval_start(now)
+        while start <= last:
+            self.out.records.append(self._handler(start, now, False))
+            start += INTERVAL_US
+        self.handler_dirty_from = None
+
+    def refresh_current(self) -> None:
+        """Mark what changes with the clock alone: open queues and the current handler interval."""
+        now = self.now_us
+        for (line, start), bucket in self.buckets.items():
+            if any(c.exit_type is None for c in bucket):
+                self.dirty_buckets.add((line, start))
+        if self.handlers:
+            current = interval_start(now)
+            if self.handler_dirty_from is None or current < self.handler_dirty_from:
+                self.handler_dirty_from = current
+
+    # ----------------------------------------------------------- finalizing
+
+    def _finalize_calls(self) -> None:
+        heap = self.open_starts
+        if not heap or heap[0] + INTERVAL_US > self.closed_us:
+            return
+        self._derive()
+        while heap and heap[0] + INTERVAL_US <= self.closed_us:
+            start = heapq.heappop(heap)
+            self.open_start_set.discard(start)
+            for line in sorted(self.lines):
+                key = (line, start)
+                bucket = self.buckets.pop(key, None)
+                if bucket is None:
+                    continue
+                self.buckets[key] = bucket  # _interval reads it from the map
+                record = self._interval(key, self.closed_us + self.config.grace_us, final=True)
+                del self.buckets[key]
+                self.dirty_buckets.discard(key)
+                self.out.records.append(("interval", self._interval_key(key), record))
+                self._remember(line, start, record, bucket)
+                for call in bucket:
+                    for reason, child, error in call.rejected_children():
+                        self._reject(reason, error, child.event)
+                    call.compact()
+        self._prune()
+
+    def _remember(self, line: str, start: int, record: dict[str, Any], calls: list[Call]) -> None:
+        summaries = self.final_summaries.setdefault(line, [])
+        summaries.append((start, record["offered"], record["failure_demand"], 0))
+        horizon = start - 24 * 3600 * US
+        while summaries and summaries[0][0] < horizon:
+            summaries.pop(0)
+        totals = self.final_totals.setdefault(line, new_totals())
+        add_totals(totals, calls)
+
+    def _finalize_incidents(self) -> None:
+        heap = self.inc_open_starts
+        if not heap or heap[0] + INTERVAL_US > self.inc_closed_us:
+            return
+        self._derive()
+        while heap and heap[0] + INTERVAL_US <= self.inc_closed_us:
+            start = heapq.heappop(heap)
+            self.inc_open_set.discard(start)
+            for grade in kpis.GRADES:
+                key = (grade, start)
+                bucket = self.inc_buckets.get(key)
+                if bucket is None:
+                    continue
+                self.out.records.append(("attendance", self._attendance_key(key),
+                                         self._attendance(key, True)))
+                del self.inc_buckets[key]
+                self.dirty_inc_buckets.discard(key)
+                for incident in bucket:
+                    incident.final = True
+                    self.awaiting.pop(incident.id, None)
+
+    def _finalize_handlers(self) -> None:
+        if self.handler_final_upto is None:
+            return
+        start = self.handler_final_upto
+        if start + INTERVAL_US > self.closed_us:
+            return
+        self._flush_handlers(self.now_us)
+        while start + INTERVAL_US <= self.closed_us:
+            self.out.records.append(self._handler(start, start + INTERVAL_US, True))
+            start += INTERVAL_US
+        self.handler_final_upto = start
+        # Keep, per handler, only the last state before the open intervals: it carries forward.
+        for handler, timeline in self.handlers.items():
+            cut = bisect_left(timeline, (start, -1, ""))
+            if cut > 1:
+                self.handlers[handler] = timeline[cut - 1:]
+
+    def _prune(self) -> None:
+        """Forget calls older than the repeat window, and event ids of long-final intervals."""
+        if self.closed_us - self.pruned_at < 6 * 3600 * US:
+            return  # pruning scans every caller: a few times a day of event time is plenty
+        self.pruned_at = self.closed_us
+        horizon = max(self.config.repeat_window_us, self.config.attendance_horizon_us)
+        oldest = self.closed_us - horizon - INTERVAL_US
+        for call_id in [cid for cid, c in self.calls.items() if c.offered_us < oldest]:
+            del self.calls[call_id]
+        for incident_id in [i for i, inc in self.incidents.items()
+                            if inc.final and inc.created_us < oldest]:
+            del self.incidents[incident_id]
+        for caller in list(self.callers):
+            history = self.callers[caller]
+            if history[0][0] >= oldest:
+                continue
+            cut = bisect_left(history, oldest, key=lambda e: e[0])
+            if cut >= len(history):
+                del self.callers[caller]
+            else:
+                self.callers[caller] = history[cut:]
+        id_horizon = min(self.closed_us, self.inc_closed_us) - self.config.grace_us
+        for start in [s for s in self.seen_by_start if s + INTERVAL_US <= id_horizon]:
+            self.seen.difference_update(self.seen_by_start.pop(start))
+
+    # ------------------------------------------------------------- live view
+
+    def open_calls(self) -> Iterator[Call]:
+        """Calls of open intervals."""
+        for bucket in self.buckets.values():
+            yield from bucket
+
+
+def new_totals() -> dict[str, Any]:
+    """Empty cumulative totals of one line (TOPICS.md ``totals``)."""
+    return {
+        "offered": 0,
+        "answered": 0,
+        "abandoned": 0,
+        "callbacks_requested": 0,
+        "answer_wait_buckets": dict.fromkeys([*map(str, BUCKETS_SECONDS), "+Inf"], 0),
+        "answer_wait_sum_seconds": 0.0,
+        "answer_wait_count": 0,
+    }
+
+
+def add_totals(totals: dict[str, Any], calls: Iterable[Call]) -> None:
+    """Add the calls' exits to cumulative totals."""
+    buckets = totals["answer_wait_buckets"]
+    for call in calls:
+        totals["offered"] += 1
+        kind = call.exit_type
+        if kind == ANSWERED:
+            totals["answered"] += 1
+            wait = (call.exit_us - call.offered_us) / US
+            totals["answer_wait_sum_seconds"] += wait
+            totals["answer_wait_count"] += 1
+            for bound in BUCKETS_SECONDS:
+                if wait <= bound:
+                    buckets[str(bound)] += 1
+            buckets["+Inf"] += 1
+        elif kind == ABANDONED:
+            totals["abandoned"] += 1
+        elif kind == CALLBACK:
+            totals["callbacks_requested"] += 1
+
+
+class Engine:
+    """All rooms of one worker (or of a batch report), fed message by message."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.config = Config.of(settings)
+        self.rooms: dict[str, Room] = {}
+        self.unroomed = Output()
+        self.rejected_unroomed: dict[str, int] = {}
+
+    def room(self, name: str) -> Room:
+        """The room's state, created on first use."""
+        room = self.rooms.get(name)
+        if room is None:
+            room = self.rooms[name] = Room(name, self.config)
+        return room
+
+    def process(
+        self,
+        value: bytes,
+        wall_us: int,
+        key: bytes | None = None,
+        source: dict[str, Any] | None = None,
+    ) -> set[str]:
+        """Apply one Kafka message (an event or a batch); return the rooms it touched."""
+        touched: set[str] = set()
+        try:
+            items = decode_message(value)
+        except InvalidEvent as exc:
+            self._reject_unroomed(exc.reason, str(exc), value, key, source)
+            return touched
+        key_room = key.decode("utf-8", "replace") if key else None
+        single = len(items) == 1
+        for item in items:
+            try:
+                event = parse_event(item, now_us=wall_us,
+                                    max_future_seconds=self.config.max_future_seconds)
+                if key_room is not None and event.room != key_room:
+                    raise InvalidEvent(
+                        "room", f"{event.room!r} differs from the message key {key_room!r}: "
+                        "key each message by its room")
+            except InvalidEvent as exc:
+                raw = value if single else _dumps(item)
+                room_name = item.get("room") if isinstance(item, dict) else None
+                if isinstance(room_name, str) and room_name in self.rooms:
+                    room = self.rooms[room_name]
+                    room._count(exc.reason)
+                    room.out.dead_letters.append(DeadLetter(
+                        exc.reason, str(exc), room_name, _get(item, "id"), _get(item, "type"),
+                        raw, source))
+                    touched.add(room_name)
+                else:
+                    self._reject_unroomed(exc.reason, str(exc), raw, key, source, item)
+                continue
+            self.room(event.room).apply(event, wall_us, source)
+            touched.add(event.room)
+        return touched
+
+    def _reject_unroomed(self, reason: str, error: str, raw: bytes, key: bytes | None,
+                         source: Any, item: Any = None) -> None:
+        self.rejected_unroomed[reason] = self.rejected_unroomed.get(reason, 0) + 1
+        room = key.decode("utf-8", "replace") if key else None
+        self.unroomed.dead_letters.append(DeadLetter(
+            reason, error, room, _get(item, "id"), _get(item, "type"), raw, source))
+
+    def tick(self, wall_us: int) -> None:
+        """Let the wall clock close intervals of live rooms."""
+        for room in self.rooms.values():
+            if room.live:
+                room.advance(wall_us)
+
+    def flush(self) -> Output:
+        """Everything to publish from every room."""
+        out, self.unroomed = self.unroomed, Output()
+        for room in self.rooms.values():
+            room_out = room.flush()
+            out.records.extend(room_out.records)
+            out.dead_letters.extend(room_out.dead_letters)
+        return out
+
+
+def _get(item: Any, name: str) -> Any:
+    value = item.get(name) if isinstance(item, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _dumps(item: Any) -> bytes:
+    import orjson
+
+    try:
+        return orjson.dumps(item)
+    except TypeError:
+        return repr(item).encode()

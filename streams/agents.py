@@ -1,0 +1,65 @@
+"""Agents and timers: feed the events topic to the worker and let the wall clock close intervals."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+
+from streams.app import events_topic
+from streams.worker import StreamWorker
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 1.0
+
+
+def register(app: faust.App, worker: StreamWorker) -> None:
+    """Attach the agent, the timers and the rebalance hooks of ``worker`` to ``app``."""
+    topic = events_topic(app, worker.settings)
+    name = worker.settings.topic_events
+
+    @app.agent(topic, name="track_calls")
+    async def track_calls(stream: faust.StreamT[Any]) -> None:
+        """Apply each message of the events topic to its room, once."""
+        async for event in stream.events():
+            message = event.message
+            await worker.handle(message.partition, message.offset, message.key, message.value)
+
+    @app.timer(interval=worker_flush_seconds())
+    async def publish_changes() -> None:
+        """Publish what changed even when no message arrives."""
+        await worker.flush()
+
+    @app.timer(interval=TICK_SECONDS)
+    async def close_intervals() -> None:
+        """Close intervals of live rooms by the wall clock and refresh queue waits."""
+        await worker.tick()
+
+    @app.on_partitions_assigned.connect
+    async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:  # noqa: ARG001
+        worker.on_assigned(sorted(tp.partition for tp in assigned if tp.topic == name))
+
+    @app.on_partitions_revoked.connect
+    async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:  # noqa: ARG001
+        worker.on_revoked(sorted(tp.partition for tp in revoked if tp.topic == name))
+
+    @app.on_rebalance_complete.connect
+    async def on_rebalanced(sender: Any, **kwargs: Any) -> None:  # noqa: ARG001
+        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == name}
+        worker.on_revoked(sorted(set(worker.partitions) - owned))
+        worker.on_assigned(sorted(owned - set(worker.partitions)))
+
+    @app.task
+    async def start_publisher() -> None:
+        await worker.start()
+
+    app.worker_ref = worker  # type: ignore[attr-defined]
+
+
+def worker_flush_seconds() -> float:
+    """How often changes are published when the stream is quiet."""
+    from streams.worker import FLUSH_SECONDS
+
+    return FLUSH_SECONDS

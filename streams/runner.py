@@ -1,0 +1,56 @@
+"""Runs one stream worker: the Faust app, its agent, timers and the worker state."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from services.broker import ensure_topics, wait_for_kafka
+from services.settings import Settings
+from streams import agents
+from streams.app import create_app
+from streams.worker import StreamWorker
+
+log = logging.getLogger(__name__)
+
+
+def open_store(settings: Settings) -> Any:
+    """The history store, if the store module is available; ``None`` otherwise."""
+    try:
+        from services.store import HistoryStore
+    except ImportError:
+        log.warning("history store not available: final intervals are not stored")
+        return None
+    return HistoryStore.open(settings.store_url)
+
+
+def prepare_topics(settings: Settings) -> None:
+    """Create the topics the worker reads and writes, if missing."""
+    wait_for_kafka(settings.bootstrap_servers, 30)
+    ensure_topics(
+        settings.bootstrap_servers,
+        [settings.topic_events, settings.topic_intervals, settings.topic_live,
+         settings.topic_alerts, settings.topic_deadletter],
+        settings.partitions,
+        settings.replication_factor,
+    )
+
+
+def run_worker(settings: Settings, store: Any = None) -> None:
+    """Run a worker until SIGINT/SIGTERM (blocks)."""
+    from mode import Worker
+
+    prepare_topics(settings)
+    app = create_app(settings)
+    worker = StreamWorker(settings, store=store if store is not None else open_store(settings),
+                          group_id=settings.worker_id)
+    agents.register(app, worker)
+
+    @app.on_before_shutdown.connect
+    async def close(sender: Any, **kwargs: Any) -> None:  # noqa: ARG001
+        await worker.stop()
+
+    log.info("worker %s consuming %s at %s", settings.worker_id, settings.topic_events,
+             settings.bootstrap_servers)
+    Worker(app, loglevel=logging.getLogger().level or logging.INFO,
+           redirect_stdouts=False).execute_from_commandline()

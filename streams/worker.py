@@ -1,0 +1,341 @@
+"""The stream worker: owns the rooms of its partitions, rebuilds them, publishes what changes.
+
+Why rebuild instead of changelog tables: on the embedded broker (tansu) Faust's changelog
+recovery can stop short of the newest records, exactly-once is unavailable, and a per-event
+changelog write cuts throughput to a third (ARCHITECTURE.md). The state of a room is a pure
+function of its events in offset order, so when a partition is assigned the worker replays it
+from the events topic (a room-week in seconds) and from then on applies each offset once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from services.alerts import AlertBook
+from services.engine import DeadLetter, Engine, Output
+from services.kpis import INTERVAL_US, interval_start
+from services.live import PlanLookup, live_state
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 0.1
+LIVE_MIN_SECONDS = 0.25
+
+
+def wall_us() -> int:
+    """The wall clock in epoch microseconds."""
+    return time.time_ns() // 1000
+
+
+class PartitionState:
+    """What the worker knows of one assigned events partition."""
+
+    def __init__(self, partition: int):
+        self.partition = partition
+        self.ready = asyncio.Event()
+        self.applied_upto = 0  # next offset to apply
+        self.rooms: set[str] = set()
+
+
+class StreamWorker:
+    """The engine plus partition ownership, rebuilds and publishing."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Any = None,
+        clock: Callable[[], int] = wall_us,
+        group_id: str | None = None,
+    ):
+        self.settings = settings
+        self.engine = Engine(settings)
+        self.store = store
+        self.clock = clock
+        self.group_id = group_id or settings.worker_id
+        self.partitions: dict[int, PartitionState] = {}
+        self.room_partition: dict[str, int] = {}
+        self.books: dict[str, AlertBook] = {}
+        self.producer: AIOKafkaProducer | None = None
+        self.pending_sends: list[asyncio.Future[Any]] = []
+        self.last_flush = 0.0
+        self.live_sent: dict[str, float] = {}
+        self.live_dirty: set[str] = set()
+        self.plan_cache: dict[tuple[str, str, int], tuple[float, dict[str, Any] | None]] = {}
+        self.processed_messages = 0
+        self.processed_events = 0
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Connect the producer."""
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.bootstrap_list,
+            linger_ms=5,
+            max_batch_size=1 << 20,
+            max_request_size=8 << 20,
+            acks="all",
+        )
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        """Flush and close."""
+        if self.producer is not None:
+            try:
+                await self.flush(force=True)
+            finally:
+                await self.producer.stop()
+                self.producer = None
+
+    # ------------------------------------------------------ partition churn
+
+    def on_assigned(self, partitions: list[int]) -> None:
+        """Start rebuilding the newly assigned events partitions."""
+        for partition in partitions:
+            if partition not in self.partitions:
+                state = self.partitions[partition] = PartitionState(partition)
+                asyncio.ensure_future(self._rebuild(state))
+
+    def on_revoked(self, partitions: list[int]) -> None:
+        """Forget the rooms of partitions this worker no longer owns."""
+        for partition in partitions:
+            state = self.partitions.pop(partition, None)
+            if state is None:
+                continue
+            for room in state.rooms:
+                self.engine.rooms.pop(room, None)
+                self.books.pop(room, None)
+                self.room_partition.pop(room, None)
+            log.info("partition %d revoked: dropped %d rooms", partition, len(state.rooms))
+
+    async def _rebuild(self, state: PartitionState) -> None:
+        """Replay the partition from the start of the events topic into a fresh engine."""
+        started = time.monotonic()
+        tp = TopicPartition(self.settings.topic_events, state.partition)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_list,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=50,
+            max_partition_fetch_bytes=16 << 20,
+        )
+        engine = Engine(self.settings)
+        committed = 0
+        count = 0
+        try:
+            await consumer.start()
+            consumer.assign([tp])
+            try:
+                committed = await consumer.committed(tp) or 0
+            except Exception as exc:  # noqa: BLE001 - only decides which dead letters repeat
+                log.warning("partition %d: committed offset unknown (%s)", state.partition, exc)
+            await consumer.seek_to_beginning(tp)
+            end = (await consumer.end_offsets([tp]))[tp]
+            last = -1
+            idle = 0
+            # tansu's end offset can be short by one record batch: keep reading until a fetch
+            # after it comes back empty.
+            while True:
+                batches = await consumer.getmany(tp, timeout_ms=200, max_records=5000)
+                messages = batches.get(tp, [])
+                if not messages:
+                    idle += 1
+                    if last + 1 >= end and idle >= 2:
+                        break
+                    if idle > 50:
+                        break
+                    continue
+                idle = 0
+                for message in messages:
+                    when = (message.timestamp or 0) * 1000 or self.clock()
+                    engine.process(message.value or b"", when, message.key,
+                                   self._source(tp.partition, message.offset))
+                    last = message.offset
+                    count += 1
+        finally:
+            await consumer.stop()
+        state.applied_upto = last + 1 if count else 0
+        rebuilt = engine.flush()
+        for name, room in engine.rooms.items():
+            self.engine.rooms[name] = room
+            self.room_partition[name] = state.partition
+            state.rooms.add(name)
+            self.books.setdefault(name, AlertBook(name))
+            self.live_dirty.add(name)
+        latest: dict[str, tuple[str, str, dict[str, Any]]] = {}
+        for record in rebuilt.records:
+            latest[record[1]] = record
+        # Dead letters of offsets before the committed one were published before the restart.
+        repeat = [
+            dl for dl in rebuilt.dead_letters
+            if dl.source is not None and dl.source.get("offset", -1) >= committed
+        ]
+        await self._publish(Output(list(latest.values()), repeat))
+        state.ready.set()
+        log.info(
+            "partition %d rebuilt: %d messages, %d rooms in %.2f s (committed offset %d)",
+            state.partition, count, len(state.rooms), time.monotonic() - started, committed,
+        )
+
+    def _source(self, partition: int, offset: int) -> dict[str, Any]:
+        return {"topic": self.settings.topic_events, "partition": partition, "offset": offset}
+
+    # -------------------------------------------------------------- events
+
+    async def handle(self, partition: int, offset: int, key: bytes | None, value: bytes) -> None:
+        """Apply one message of the events topic exactly once."""
+        state = self.partitions.get(partition)
+        if state is None:
+            self.on_assigned([partition])
+            state = self.partitions[partition]
+        if not state.ready.is_set():
+            await state.ready.wait()
+        if offset < state.applied_upto:
+            return  # already applied by the rebuild
+        if offset > state.applied_upto:
+            await self._catch_up(state, offset)
+        touched = self.engine.process(value, self.clock(), key, self._source(partition, offset))
+        state.applied_upto = offset + 1
+        for room in touched:
+            if room not in self.room_partition:
+                self.room_partition[room] = partition
+                state.rooms.add(room)
+                self.books[room] = AlertBook(room)
+        self.live_dirty |= touched
+        self.processed_messages += 1
+        if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
+            await self.flush()
+
+    async def _catch_up(self, state: PartitionState, offset: int) -> None:
+        """Apply the offsets between what the rebuild saw and what the agent delivers."""
+        tp = TopicPartition(self.settings.topic_events, state.partition)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_list,
+                                    enable_auto_commit=False, fetch_max_wait_ms=50)
+        await consumer.start()
+        try:
+            consumer.assign([tp])
+            consumer.seek(tp, state.applied_upto)
+            while state.applied_upto < offset:
+                batches = await consumer.getmany(tp, timeout_ms=500, max_records=5000)
+                for message in batches.get(tp, []):
+                    if message.offset >= offset:
+                        break
+                    if message.offset < state.applied_upto:
+                        continue
+                    touched = self.engine.process(
+                        message.value or b"", self.clock(), message.key,
+                        self._source(state.partition, message.offset))
+                    state.applied_upto = message.offset + 1
+                    self.live_dirty |= touched
+                    for room in touched:
+                        state.rooms.add(room)
+                        self.room_partition.setdefault(room, state.partition)
+                        self.books.setdefault(room, AlertBook(room))
+        finally:
+            await consumer.stop()
+
+    # ------------------------------------------------------------ publishing
+
+    async def tick(self) -> None:
+        """Wall-clock duties: close intervals of live rooms, refresh waits, publish."""
+        now = self.clock()
+        self.engine.tick(now)
+        for room in self.engine.rooms.values():
+            if room.live:
+                room.refresh_current()
+        await self.flush(force=True)
+
+    async def flush(self, force: bool = False) -> None:
+        """Publish changed records, dead letters, live state and alert transitions."""
+        self.last_flush = time.monotonic()
+        out = self.engine.flush()
+        await self._publish(out)
+        await self._publish_live(force)
+        if self.pending_sends:
+            sends, self.pending_sends = self.pending_sends, []
+            await asyncio.gather(*sends)
+
+    async def _publish(self, out: Output) -> None:
+        producer = self.producer
+        if producer is None:
+            return
+        settings = self.settings
+        finals = []
+        for kind, key, record in out.records:
+            value = orjson.dumps({"kind": kind, "record": record})
+            self.pending_sends.append(
+                await producer.send(settings.topic_intervals, value, key=key.encode()))
+            if kind == "interval" and record["final"]:
+                finals.append(record)
+        for dead in out.dead_letters:
+            self._send_dead_letter(dead)
+        if finals and self.store is not None:
+            await asyncio.to_thread(self.store.upsert_intervals, finals)
+
+    def _send_dead_letter(self, dead: DeadLetter) -> None:
+        assert self.producer is not None
+        value = orjson.dumps(dead.to_dict(self.clock()))
+        key = (dead.room or "").encode()
+        self.pending_sends.append(asyncio.ensure_future(
+            self.producer.send_and_wait(self.settings.topic_deadletter, value, key=key)))
+
+    async def _publish_live(self, force: bool) -> None:
+        producer = self.producer
+        if producer is None:
+            return
+        now = time.monotonic()
+        rooms = list(self.engine.rooms) if force else list(self.live_dirty)
+        for name in rooms:
+            if not force and now - self.live_sent.get(name, 0.0) < LIVE_MIN_SECONDS:
+                continue
+            room = self.engine.rooms.get(name)
+            if room is None:
+                continue
+            partition = self.partitions.get(self.room_partition.get(name, -1))
+            if partition is None or not partition.ready.is_set():
+                continue
+            self.live_dirty.discard(name)
+            self.live_sent[name] = now
+            book = self.books.setdefault(name, AlertBook(name))
+            state, transitions = live_state(room, book, self._plan_lookup())
+            self.pending_sends.append(await producer.send(
+                self.settings.topic_live, orjson.dumps(state), key=name.encode()))
+            for alert in transitions:
+                log.info("alert %s %s: %s", alert["state"], alert["id"], alert["message"])
+                self.pending_sends.append(await producer.send(
+                    self.settings.topic_alerts, orjson.dumps(alert), key=alert["id"].encode()))
+
+    def _plan_lookup(self) -> PlanLookup | None:
+        store = self.store
+        if store is None or not hasattr(store, "current_plan"):
+            return None
+
+        def lookup(room: str, line: str, at_us: int) -> dict[str, Any] | None:
+            key = (room, line, interval_start(at_us))
+            cached = self.plan_cache.get(key)
+            if cached is not None and time.monotonic() - cached[0] < 60:
+                return cached[1]
+            from services.events import from_us
+
+            try:
+                row = store.current_plan(room, line, from_us(at_us))
+            except Exception as exc:  # noqa: BLE001 - a store outage must not stop the stream
+                log.warning("staffing plan lookup failed: %s", exc)
+                row = None
+            self.plan_cache[key] = (time.monotonic(), row)
+            if len(self.plan_cache) > 4096:
+                self.plan_cache.clear()
+            return row
+
+        return lookup
+
+
+__all__ = ["INTERVAL_US", "StreamWorker"]

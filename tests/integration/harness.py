@@ -1,0 +1,132 @@
+"""Helpers for whole-system tests: worker processes, topic readers, settings per test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def topic_env(bootstrap: str, tmp: Path, partitions: int = 8) -> dict[str, str]:
+    """Environment for a worker with topics of its own (no clash between tests)."""
+    tag = uuid.uuid4().hex[:8]
+    return {
+        "PACESETTER_BOOTSTRAP_SERVERS": bootstrap,
+        "PACESETTER_TOPIC_EVENTS": f"t{tag}.events",
+        "PACESETTER_TOPIC_INTERVALS": f"t{tag}.intervals",
+        "PACESETTER_TOPIC_LIVE": f"t{tag}.live",
+        "PACESETTER_TOPIC_ALERTS": f"t{tag}.alerts",
+        "PACESETTER_TOPIC_DEADLETTER": f"t{tag}.deadletter",
+        "PACESETTER_PARTITIONS": str(partitions),
+        "PACESETTER_WORKER_ID": f"w{tag}",
+        "PACESETTER_DATA_DIR": str(tmp / "data"),
+        "PACESETTER_STORE_URL": f"sqlite:///{tmp}/data/history.db",
+    }
+
+
+class Process:
+    """A pacesetter subcommand in its own process group, logging to a file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path):
+        self.log_path = log_path
+        self.log = open(log_path, "ab")  # noqa: SIM115
+        full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pacesetter.cli", *args],
+            cwd=ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the whole process group."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+
+    def stop(self, timeout: float = 20) -> None:
+        """SIGTERM, then SIGKILL."""
+        if self.proc.poll() is None:
+            self.kill(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill(signal.SIGKILL)
+                self.proc.wait(10)
+        self.log.close()
+
+    def text(self) -> str:
+        """What the process logged."""
+        return self.log_path.read_text(errors="replace")
+
+
+def read_topic(bootstrap: str, topic: str, idle_seconds: float = 1.5,
+               timeout: float = 60) -> list[tuple[bytes | None, bytes, int, int]]:
+    """Every message of a topic as (key, value, partition, offset), read without a group.
+
+    Reads until no message has arrived for ``idle_seconds`` (the broker's end offset can be
+    short by one record batch, so it is not trusted).
+    """
+    async def run() -> list[tuple[bytes | None, bytes, int, int]]:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                    auto_offset_reset="earliest", fetch_max_wait_ms=100)
+        await consumer.start()
+        try:
+            parts = consumer.partitions_for_topic(topic)
+            for _ in range(50):
+                if parts:
+                    break
+                await consumer._client.force_metadata_update()
+                parts = consumer.partitions_for_topic(topic)
+                await asyncio.sleep(0.1)
+            tps = [TopicPartition(topic, p) for p in sorted(parts or [])]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            out = []
+            deadline = time.monotonic() + timeout
+            last = time.monotonic()
+            while time.monotonic() < deadline and time.monotonic() - last < idle_seconds:
+                batches = await consumer.getmany(timeout_ms=200, max_records=10000)
+                for tp, messages in batches.items():
+                    for m in messages:
+                        out.append((m.key, m.value, tp.partition, m.offset))
+                    if messages:
+                        last = time.monotonic()
+            return out
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
+def latest_records(bootstrap: str, topic: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """The latest record per key of the intervals topic, by kind."""
+    out: dict[str, dict[str, dict[str, Any]]] = {"interval": {}, "attendance": {},
+                                                  "handlers": {}}
+    messages = read_topic(bootstrap, topic)
+    messages.sort(key=lambda m: (m[2], m[3]))
+    for key, value, _p, _o in messages:
+        body = orjson.loads(value)
+        out[body["kind"]][key.decode()] = body["record"]
+    return out
+
+
+def wait_until(check: Callable[[], bool], timeout: float, interval: float = 1.0,
+               what: str = "condition") -> None:
+    """Poll ``check`` until true, else fail saying what did not happen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
