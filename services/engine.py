@@ -275,6 +275,8 @@ class Room:
         self.handler_first_start: int | None = None
         self.handler_final_upto: int | None = None  # next handler interval start not yet final
         self.handler_dirty_from: int | None = None
+        self.handler_emitted_upto: int | None = None
+        self.handler_emitted_now: int | None = None
         self.dirty_calls: set[Call] = set()
         self.dirty_buckets: set[tuple[str, int]] = set()
         self.dirty_incidents: set[Incident] = set()
@@ -300,8 +302,14 @@ class Room:
         """Whether the call or handler interval starting at ``start_us`` is final."""
         return start_us + INTERVAL_US <= self.closed_us
 
-    def advance(self, wall_us: int) -> None:
-        """Move finality forward to ``now − grace`` (never back); close what that finalizes."""
+    def advance(self, wall_us: int, expire: bool = True) -> None:
+        """Move finality forward to ``now − grace`` (never back); close what that finalizes.
+
+        Args:
+            wall_us: the wall clock.
+            expire: also dead-letter waiting children whose interval is now final; an arriving
+                event is judged (and adopts its children) before that happens.
+        """
         self.wall_us = max(self.wall_us, wall_us)
         if self.watermark_us is None:
             return
@@ -310,13 +318,13 @@ class Room:
         inc_closed = now - self.config.attendance_horizon_us
         if closed > self.closed_us:
             self.closed_us = closed
-            self._expire_pending()
             self._finalize_calls()
             self._finalize_handlers()
         if inc_closed > self.inc_closed_us:
             self.inc_closed_us = inc_closed
-            self._expire_pending()
             self._finalize_incidents()
+        if expire:
+            self._expire_pending()
 
     # --------------------------------------------------------------- events
 
@@ -334,7 +342,7 @@ class Room:
             self.watermark_us = event.at_us
             self.live = wall_us - event.at_us <= self.config.live_lag_us
             self.lag_us = wall_us - event.at_us
-        self.advance(wall_us)
+        self.advance(wall_us, expire=False)
         if etype == "call.offered":
             self._offered(event, self.seq, source)
         elif etype in CALL_CHILDREN:
@@ -345,6 +353,7 @@ class Room:
             self._incident_created(event, self.seq, source)
         else:
             self._incident_child(Child(event, self.seq), source)
+        self._expire_pending()
 
     def _reject(self, reason: str, error: str, event: Event, source: Any = None) -> None:
         self._count(reason)
@@ -367,13 +376,13 @@ class Room:
     def _offered(self, event: Event, seq: int, source: Any) -> None:
         call_id = event.call
         assert call_id is not None and event.line is not None
-        if call_id in self.calls:
-            self._reject("conflict", f"call: {call_id!r} was already offered in this room",
-                         event, source)
-            return
         start = interval_start(event.at_us)
         if self.is_final(start):
             self._too_late(event, start, source)
+            return
+        if call_id in self.calls:
+            self._reject("conflict", f"call: {call_id!r} was already offered in this room",
+                         event, source)
             return
         call = Call(event, seq)
         self.calls[call_id] = call
@@ -459,13 +468,13 @@ class Room:
     def _incident_created(self, event: Event, seq: int, source: Any) -> None:
         incident_id = event.incident
         assert incident_id is not None
-        if incident_id in self.incidents:
-            self._reject("conflict", f"incident: {incident_id!r} was already created in this room",
-                         event, source)
-            return
         start = interval_start(event.at_us)
         if start + INTERVAL_US <= self.inc_closed_us:
             self._too_late(event, start, source, "the attendance horizon")
+            return
+        if incident_id in self.incidents:
+            self._reject("conflict", f"incident: {incident_id!r} was already created in this room",
+                         event, source)
             return
         incident = Incident(event, seq)
         self.incidents[incident_id] = incident
@@ -528,8 +537,14 @@ class Room:
 
     def _derive(self) -> None:
         """Re-derive dirty calls: own state first, then repeat contacts and failure demand."""
-        if not self.dirty_calls:
-            return
+        if self.dirty_calls:
+            self._derive_calls()
+        for incident in self.dirty_incidents:
+            incident.derive(self.calls)
+            self.dirty_inc_buckets.add((incident.grade, incident.start))
+        self.dirty_incidents = set()
+
+    def _derive_calls(self) -> None:
         dirty = self.dirty_calls
         for call in dirty:
             call.derive_own()
@@ -551,10 +566,6 @@ class Room:
             self._derive_repeat(call)
             self.dirty_buckets.add((call.line, call.start))
         self.dirty_calls = set()
-        for incident in self.dirty_incidents:
-            incident.derive(self.calls)
-            self.dirty_inc_buckets.add((incident.grade, incident.start))
-        self.dirty_incidents = set()
 
     def _derive_repeat(self, call: Call) -> None:
         call.repeat = call.failure = False
@@ -621,13 +632,25 @@ class Room:
         return ("handlers", f"{self.name}|handlers|{iso(start)}", record)
 
     def _flush_handlers(self, now: int) -> None:
-        if self.handler_dirty_from is None or self.handler_final_upto is None:
+        """Handler records of open intervals that changed, up to the one holding now."""
+        if self.handler_final_upto is None:
             return
-        start = max(self.handler_dirty_from, self.handler_final_upto)
         last = interval_start(now)
+        start = self.handler_dirty_from
+        if self.handler_emitted_now != now:
+            # the latest states last "until now": the interval holding now, and any interval
+            # now has moved into, change with the clock alone
+            emitted = self.handler_emitted_upto
+            moved = last if emitted is None else min(emitted, last)
+            start = moved if start is None else min(start, moved)
+        if start is None:
+            return
+        start = max(start, self.handler_final_upto)
         while start <= last:
             self.out.records.append(self._handler(start, now, False))
             start += INTERVAL_US
+        self.handler_emitted_upto = last
+        self.handler_emitted_now = now
         self.handler_dirty_from = None
 
     def refresh_current(self) -> None:
