@@ -130,3 +130,51 @@ def wait_until(check: Callable[[], bool], timeout: float, interval: float = 1.0,
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def produce_lines(bootstrap: str, topic: str, lines: list[bytes], batch: int = 200) -> int:
+    """Publish JSONL lines as the contract's messages: consecutive valid-looking events of one
+    room become a batch (JSON array, key = room); anything else goes alone, keyed by its room
+    when it has a string one. Returns the number of messages."""
+    from kafka import KafkaProducer
+
+    from services.broker import ensure_topics
+
+    ensure_topics(bootstrap, [topic], 8)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                             max_in_flight_requests_per_connection=1, batch_size=1 << 20,
+                             max_request_size=8 << 20)
+    pending: dict[str, list[bytes]] = {}
+    messages = 0
+
+    def send(key: str | None, value: bytes) -> None:
+        nonlocal messages
+        producer.send(topic, key=key.encode() if key is not None else None, value=value)
+        messages += 1
+
+    def flush_room(room: str) -> None:
+        items = pending.pop(room, [])
+        if items:
+            send(room, b"[" + b",".join(items) + b"]")
+
+    for raw in lines:
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            send(None, raw)
+            continue
+        room = obj.get("room") if isinstance(obj, dict) else None
+        if not isinstance(room, str):
+            send(None, raw)
+            continue
+        if batch <= 1:
+            send(room, raw)
+            continue
+        pending.setdefault(room, []).append(raw)
+        if len(pending[room]) >= batch:
+            flush_room(room)
+    for room in list(pending):
+        flush_room(room)
+    producer.flush(60)
+    producer.close(10)
+    return messages
