@@ -43,15 +43,16 @@ class AlertBook:
         self.active: dict[tuple[str, str], dict[str, Any]] = {}
 
     def update(
-        self, conditions: Iterable[Condition], now_us: int, evaluated: Iterable[tuple[str, str]]
+        self, conditions: Iterable[Condition], now_us: int, evaluated: Iterable[str]
     ) -> list[dict[str, Any]]:
-        """Apply this moment's conditions; subjects evaluated but absent are resolved.
+        """Apply this moment's conditions; an active alert whose subject is gone is resolved.
 
         Args:
             conditions: the verdicts of this evaluation.
             now_us: the room's now.
-            evaluated: ``(rule, subject)`` pairs that were checked this time; an active alert
-                of a pair not checked (a rule without data) is left alone.
+            evaluated: the rules checked this time; an active alert of a rule not checked
+                (a rule without data, such as staffing without a plan) is left alone, one of
+                a checked rule with no verdict for its subject (a dispatched incident) ends.
         """
         transitions = []
         seen: set[tuple[str, str]] = set()
@@ -86,8 +87,8 @@ class AlertBook:
                 alert["message"] = cond.message
             elif not cond.firing and alert is not None:
                 transitions.append(self._resolve(key, now_us, cond.message))
-        for key in [k for k in self.active if k not in seen and k in checked]:
-            transitions.append(self._resolve(key, now_us, None))
+        for key in [k for k in self.active if k not in seen and k[0] in checked]:
+            transitions.append(self._resolve(key, now_us, "the condition is over"))
         return transitions
 
     def _resolve(self, key: tuple[str, str], now_us: int, why: str | None) -> dict[str, Any]:

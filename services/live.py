@@ -31,7 +31,7 @@ def live_state(
     lines: dict[str, Any] = {}
     totals: dict[str, Any] = {}
     conditions: list[Condition] = []
-    evaluated: list[tuple[str, str]] = []
+    evaluated: set[str] = {"incident_awaiting_beyond_target"}
     open_by_line: dict[str, list[Any]] = {}
     for (line, _start), bucket in room.buckets.items():
         open_by_line.setdefault(line, []).extend(bucket)
@@ -97,9 +97,10 @@ def live_state(
         totals[line] = line_totals
         profile = settings.profile(line)
         conditions += _line_conditions(line, lines[line], record, profile, row, current)
-        evaluated += [(rule, line) for rule in (
-            "service_level_below_target", "abandonment_above_standard", "long_wait",
-            "failure_demand_high", "demand_above_forecast")]
+        evaluated |= {"service_level_below_target", "abandonment_above_standard", "long_wait",
+                      "failure_demand_high"}
+        if row is not None:
+            evaluated.add("demand_above_forecast")
     handlers = _handlers_now(room, now)
     awaiting: dict[str, dict[str, Any]] = {}
     for incident in room.awaiting.values():
@@ -109,7 +110,6 @@ def live_state(
         slot["oldest_age_seconds"] = max(slot["oldest_age_seconds"], age / US)
         target = kpis.attendance_target_us(incident.grade, incident.area)
         if target is not None:
-            evaluated.append(("incident_awaiting_beyond_target", incident.id))
             if age > target:
                 conditions.append(Condition(
                     "incident_awaiting_beyond_target", incident.id, True, age / US, target / US,
@@ -120,7 +120,7 @@ def live_state(
                 ))
     if have_plan:
         logged_in = handlers["available"] + handlers["on_call"] + handlers["wrap_up"]
-        evaluated.append(("staffing_gap", "room"))
+        evaluated.add("staffing_gap")
         conditions.append(Condition(
             "staffing_gap", "room", logged_in < required_total, float(logged_in),
             required_total,
@@ -153,7 +153,7 @@ def live_state(
 
 
 def room_alerts(book: AlertBook, conditions: list[Condition], now: int,
-                evaluated: list[tuple[str, str]]) -> list[dict[str, Any]]:
+                evaluated: set[str]) -> list[dict[str, Any]]:
     """Apply the conditions to the room's alert book."""
     return book.update(conditions, now, evaluated)
 
