@@ -52,8 +52,8 @@ class Call:
     )  # fmt: skip
 
     def __init__(self, event: Event, seq: int):
-        self.id = event.call
-        self.line = event.line
+        self.id: str = event.call or ""
+        self.line: str = event.line or ""
         self.offered_us = event.at_us
         self.start = interval_start(event.at_us)
         self.caller = event.caller
@@ -144,7 +144,7 @@ class Incident:
                  "dispatched_us", "arrived_us", "closed_us")  # fmt: skip
 
     def __init__(self, event: Event, seq: int):
-        self.id = event.incident
+        self.id: str = event.incident or ""
         self.grade: str = event.grade or "resolution"
         self.area = event.area
         self.created_us = event.at_us
@@ -409,7 +409,7 @@ class Room:
         assert call_id is not None
         call = self.calls.get(call_id)
         if call is None:
-            self._wait(("c", call_id), child, interval_start(child.at_us) + INTERVAL_US, source)
+            self._wait(("c", call_id), child, interval_start(child.at_us) + INTERVAL_US)
             return
         if call.final:
             self._too_late(child.event, call.start, source)
@@ -426,7 +426,7 @@ class Room:
             call.exits.append(child)
         self.dirty_calls.add(call)
 
-    def _wait(self, key: tuple[str, str], child: Child, deadline_end: int, source: Any) -> None:
+    def _wait(self, key: tuple[str, str], child: Child, deadline_end: int) -> None:
         closed = self.closed_us if key[0] == "c" else self.inc_closed_us
         if deadline_end <= closed:
             self._orphan(child)
@@ -498,8 +498,7 @@ class Room:
         assert incident_id is not None
         incident = self.incidents.get(incident_id)
         if incident is None:
-            self._wait(("i", incident_id), child, interval_start(child.at_us) + INTERVAL_US,
-                       source)
+            self._wait(("i", incident_id), child, interval_start(child.at_us) + INTERVAL_US)
             return
         if incident.final:
             self._too_late(child.event, incident.start, source, "the attendance horizon")
@@ -596,13 +595,11 @@ class Room:
         out = self.out
         now = self.now_us
         for key in self.dirty_buckets:
-            bucket = self.buckets.get(key)
-            if bucket is not None:
+            if key in self.buckets:
                 out.records.append(("interval", self._interval_key(key), self._interval(key, now)))
         self.dirty_buckets = set()
         for key in self.dirty_inc_buckets:
-            bucket = self.inc_buckets.get(key)
-            if bucket is not None:
+            if key in self.inc_buckets:
                 out.records.append(("attendance", self._attendance_key(key),
                                     self._attendance(key, False)))
         self.dirty_inc_buckets = set()
@@ -710,14 +707,14 @@ class Room:
             self.inc_open_set.discard(start)
             for grade in kpis.GRADES:
                 key = (grade, start)
-                bucket = self.inc_buckets.get(key)
-                if bucket is None:
+                incidents = self.inc_buckets.get(key)
+                if incidents is None:
                     continue
                 self.out.records.append(("attendance", self._attendance_key(key),
                                          self._attendance(key, True)))
                 del self.inc_buckets[key]
                 self.dirty_inc_buckets.discard(key)
-                for incident in bucket:
+                for incident in incidents:
                     incident.final = True
                     self.awaiting.pop(incident.id, None)
 

@@ -182,7 +182,11 @@ def interval_record(
         "answer_wait_p50_seconds": seconds(nearest_rank(waits, 1, 2)),
         "answer_wait_p90_seconds": seconds(nearest_rank(waits, 9, 10)),
         "max_wait_seconds": seconds(max_wait),
-        "answer_bands": {"under_10s": band_10, "from_10s_to_60s": band_60, "60s_and_over": band_over},
+        "answer_bands": {
+            "under_10s": band_10,
+            "from_10s_to_60s": band_60,
+            "60s_and_over": band_over,
+        },
         "aht_seconds": (handle_us / US + wrap_total) / ended if ended else None,
         "callback_successes": callback_successes,
         "callback_success_rate": ratio(callback_successes, callbacks),

@@ -1,4 +1,4 @@
-"""``pacesetter report``: the interval, attendance and handler records of an event file, no Kafka."""
+"""``pacesetter report``: the interval, attendance and handler records of a file, without Kafka."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""The Faust stream: topics, agents and timers that turn events into intervals, live state, alerts."""
+"""The Faust stream: agents and timers that turn events into intervals, live state and alerts."""

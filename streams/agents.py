@@ -37,15 +37,15 @@ def register(app: faust.App, worker: StreamWorker) -> None:
         """Close intervals of live rooms by the wall clock and refresh queue waits."""
         await worker.tick()
 
-    @app.on_partitions_assigned.connect
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:  # noqa: ARG001
         worker.on_assigned(sorted(tp.partition for tp in assigned if tp.topic == name))
 
-    @app.on_partitions_revoked.connect
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def on_revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:  # noqa: ARG001
         worker.on_revoked(sorted(tp.partition for tp in revoked if tp.topic == name))
 
-    @app.on_rebalance_complete.connect
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def on_rebalanced(sender: Any, **kwargs: Any) -> None:  # noqa: ARG001
         owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == name}
         worker.on_revoked(sorted(set(worker.partitions) - owned))

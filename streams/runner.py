@@ -46,7 +46,7 @@ def run_worker(settings: Settings, store: Any = None) -> None:
                           group_id=settings.worker_id)
     agents.register(app, worker)
 
-    @app.on_before_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def close(sender: Any, **kwargs: Any) -> None:  # noqa: ARG001
         await worker.stop()
 

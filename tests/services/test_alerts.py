@@ -1,4 +1,4 @@
-"""Each alert rule of METRICS.md fires once when its condition holds and clears once when it ends."""
+"""Each alert rule of METRICS.md fires once when its condition holds and clears once it ends."""
 
 from __future__ import annotations
 
