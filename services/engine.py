@@ -724,7 +724,6 @@ class Room:
         start = self.handler_final_upto
         if start + INTERVAL_US > self.closed_us:
             return
-        self._flush_handlers(self.now_us)
         while start + INTERVAL_US <= self.closed_us:
             self.out.records.append(self._handler(start, start + INTERVAL_US, True))
             start += INTERVAL_US

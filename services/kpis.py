@@ -6,6 +6,7 @@ records. The stream worker and ``pacesetter report`` both build their records he
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -292,7 +293,10 @@ def handler_record(
     end_us = start_us + INTERVAL_US
     totals = dict.fromkeys(HANDLER_STATES, 0)
     for timeline in timelines:
-        for index, (at_us, _seq, state) in enumerate(timeline):
+        # the state in force at the interval's start is the last one before it
+        first = max(bisect_left(timeline, (start_us,)) - 1, 0)
+        for index in range(first, len(timeline)):
+            at_us, _seq, state = timeline[index]
             if at_us >= end_us:
                 break
             until = timeline[index + 1][0] if index + 1 < len(timeline) else now_us
