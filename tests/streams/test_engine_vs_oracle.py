@@ -138,3 +138,30 @@ def test_hostile_random_input_matches_oracle(seed: int) -> None:
     events = random_room_events(seed) + random_room_events(seed + 100, room="south")
     events.sort(key=lambda e: e["at"])
     compare(hostile(events, seed))
+
+
+@pytest.mark.parametrize("seed", [101, 102, 103])
+def test_hostile_simulated_days_match_oracle(seed: int) -> None:
+    from services.simulator import simulate_events
+
+    events = list(simulate_events(rooms=2, days=1, seed=seed))
+    compare(hostile(events, seed, duplicates=0.03, displace_seconds=1800))
+
+
+def test_report_command_prints_the_engine_records(tmp_path: Any, capsys: Any) -> None:
+    from pacesetter.cli import main
+
+    lines = hostile(random_room_events(9), 9)
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    assert main(["report", str(path), "--json"]) == 0
+    printed = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    theirs = oracle.compute(lines)
+    intervals = {f"{r['record']['room']}|{r['record']['line']}|{r['record']['interval_start']}":
+                 r["record"] for r in printed if r["kind"] == "interval"}
+    assert set(intervals) == set(theirs.intervals)
+    for key, record in theirs.intervals.items():
+        assert_same(intervals[key], record, key)
+    assert main(["report", str(path)]) == 0
+    table = capsys.readouterr().out
+    assert "interval records; rejected:" in table and "duplicate" in table
