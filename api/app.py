@@ -54,15 +54,16 @@ def create_app(settings: Settings, read_model: ReadModel | None = None,
     owned = read_model is None
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        started_here = not model.running
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        served: ReadModel = app.state.read_model
+        started_here = not served.running
         if started_here:
-            model.start()
+            served.start()
         try:
             yield
         finally:
-            if started_here and owned:
-                model.stop()
+            if started_here and (owned or served is not model):
+                served.stop()
 
     app = FastAPI(
         title="Pacesetter",
@@ -94,8 +95,8 @@ def create_app(settings: Settings, read_model: ReadModel | None = None,
 
 def _plain(error: Any) -> dict[str, Any]:
     """A validation error with only JSON-safe values (pydantic may attach exceptions)."""
-    out = {"loc": list(error.get("loc", ())), "msg": str(error.get("msg", "")),
-           "type": str(error.get("type", ""))}
+    out: dict[str, Any] = {"loc": list(error.get("loc", ())), "msg": str(error.get("msg", "")),
+                           "type": str(error.get("type", ""))}
     if "input" in error:
         value = error["input"]
         out["input"] = value if isinstance(value, str | int | float | bool | None) else str(value)

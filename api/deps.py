@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Query, Request, status
+from fastapi import Depends, HTTPException, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BeforeValidator, WithJsonSchema
@@ -18,7 +18,6 @@ from services.events import InvalidEvent, parse_time
 from services.settings import LINE_PATTERN, Settings
 
 ROLE_RANK = {"viewer": 0, "scheduler": 1, "admin": 2}
-GRADES = ("immediate", "priority", "scheduled", "resolution")
 TIME_EXAMPLE = "2026-11-21T22:15:00Z"
 
 
@@ -125,6 +124,10 @@ def require(role: str) -> Any:
     return check
 
 
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "missing or unknown bearer token (`WWW-Authenticate: Bearer`)"},
+    403: {"description": "the token's role may not do this"},
+}
 Viewer = Depends(require("viewer"))
 Scheduler = Depends(require("scheduler"))
 
@@ -178,7 +181,10 @@ def time_range(start: StartQuery = None, end: EndQuery = None) -> TimeRange:
 TimeRangeDep = Annotated[TimeRange, Depends(time_range)]
 
 
-def known_room(room: str, model: ReadModelDep) -> str:
+def known_room(
+    room: Annotated[str, Path(description="a control room id", examples=["north"])],
+    model: ReadModelDep,
+) -> str:
     """The ``room`` path value, if the read model knows it.
 
     Raises:

@@ -195,7 +195,6 @@ class ReadModel:
         from aiokafka.errors import OffsetOutOfRangeError
 
         self._set_state(False, f"connecting to Kafka at {self.settings.bootstrap_servers}")
-        await self._ensure_topics()
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.bootstrap_list,
             group_id=None,
@@ -206,8 +205,14 @@ class ReadModel:
             retry_backoff_ms=200,
             client_id="pacesetter-api",
         )
-        await consumer.start()
         try:
+            await consumer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            raise
+        try:
+            await self._ensure_topics()
             partitions: list[TopicPartition] = []
             for topic in self.topics:
                 found = await self._partitions(consumer, topic)

@@ -6,9 +6,10 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from api.deps import ReadModelDep, RoomFilter, Viewer
+from api.deps import AUTH_RESPONSES, ReadModelDep, RoomFilter, Viewer
 
-router = APIRouter(prefix="/api/v1", tags=["alerts"], dependencies=[Viewer])
+router = APIRouter(prefix="/api/v1", tags=["alerts"], dependencies=[Viewer],
+                   responses=AUTH_RESPONSES)
 
 
 @router.get("/alerts", summary="Alerts, newest first",

@@ -7,10 +7,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from api.deps import LINE_PATTERN, AwareTime, RoomDep, SettingsDep, StoreDep, Viewer
+from api.deps import AUTH_RESPONSES, LINE_PATTERN, AwareTime, RoomDep, SettingsDep, StoreDep, Viewer
 from services.errors import PacesetterError
 
-router = APIRouter(prefix="/api/v1/rooms/{room}", tags=["forecasts"], dependencies=[Viewer])
+router = APIRouter(prefix="/api/v1/rooms/{room}", tags=["forecasts"], dependencies=[Viewer],
+                   responses=AUTH_RESPONSES)
 
 LineRequired = Annotated[str, Query(pattern=LINE_PATTERN, description="a line, e.g. 999")]
 Days = Annotated[int, Query(ge=1, le=28, description="days to forecast")]

@@ -7,16 +7,24 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 
-from api.deps import GRADES, LineQuery, ReadModelDep, RoomDep, StoreDep, TimeRangeDep, Viewer
+from api.deps import (
+    AUTH_RESPONSES,
+    LineQuery,
+    ReadModelDep,
+    RoomDep,
+    StoreDep,
+    TimeRangeDep,
+    Viewer,
+)
 from api.readmodel import merge_by_key
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/v1/rooms/{room}", tags=["intervals"], dependencies=[Viewer])
+router = APIRouter(prefix="/api/v1/rooms/{room}", tags=["intervals"], dependencies=[Viewer],
+                   responses=AUTH_RESPONSES)
 
-NOT_FOUND = {404: {"description": "unknown room"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "unknown room"}}
 Grade = Literal["immediate", "priority", "scheduled", "resolution"]
-assert set(GRADES) == set(Grade.__args__)  # noqa: S101 - one list of grades
 
 
 @router.get("/intervals", summary="Call interval records, oldest first", responses=NOT_FOUND)

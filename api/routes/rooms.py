@@ -6,11 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, status
 
-from api.deps import ReadModelDep, RoomDep, Viewer
+from api.deps import AUTH_RESPONSES, ReadModelDep, RoomDep, Viewer
 
-router = APIRouter(prefix="/api/v1", tags=["rooms"], dependencies=[Viewer])
+router = APIRouter(prefix="/api/v1", tags=["rooms"], dependencies=[Viewer],
+                   responses=AUTH_RESPONSES)
 
-NOT_FOUND = {404: {"description": "unknown room"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "unknown room"}}
 
 
 @router.get("/rooms", summary="Known rooms and their lines")

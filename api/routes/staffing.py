@@ -8,14 +8,15 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Header, HTTPException, Query, status
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from api.deps import RoomDep, Scheduler, SettingsDep, StoreDep
+from api.deps import AUTH_RESPONSES, RoomDep, Scheduler, SettingsDep, StoreDep
 from api.routes.forecasts import LineRequired, domain_error, no_store
 from services.errors import PacesetterError
 
 LONDON = ZoneInfo("Europe/London")
-router = APIRouter(prefix="/api/v1", tags=["staffing"], dependencies=[Scheduler])
+router = APIRouter(prefix="/api/v1", tags=["staffing"], dependencies=[Scheduler],
+                   responses=AUTH_RESPONSES)
 
 
 @router.get(
@@ -51,6 +52,15 @@ def staffing(
     return rows
 
 
+def _whole(value: Any) -> Any:
+    """A count: an integer, or a float without a fraction (JSON's 3.0); never true or "3"."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a whole number")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError("must be a whole number")
+    return int(value)
+
+
 class WhatIf(BaseModel):
     """A supervisor's question: what if this many calls met this many handlers?"""
 
@@ -58,19 +68,21 @@ class WhatIf(BaseModel):
         "calls": 100, "interval_seconds": 1800, "aht_seconds": 180, "handlers": 14,
         "threshold_seconds": 20, "patience_seconds": 300}]})
 
-    calls: float = Field(ge=0, le=100_000, description="calls offered in the interval")
-    interval_seconds: float = Field(gt=0, le=86_400)
-    aht_seconds: float = Field(gt=0, le=86_400, description="average handling time")
-    handlers: int = Field(ge=1, le=10_000)
-    threshold_seconds: float = Field(ge=0, le=86_400, description="service-level threshold")
-    patience_seconds: float | None = Field(None, gt=0, le=86_400,
+    calls: float = Field(strict=True, ge=0, le=100_000, description="calls offered in the interval")
+    interval_seconds: float = Field(strict=True, ge=60, le=86_400, description="interval length")
+    aht_seconds: float = Field(strict=True, ge=1, le=86_400, description="average handling time")
+    handlers: Annotated[int, BeforeValidator(_whole)] = Field(ge=1, le=10_000)
+    threshold_seconds: float = Field(strict=True, ge=0, le=86_400,
+                                     description="service-level threshold")
+    patience_seconds: float | None = Field(None, strict=True, ge=1, le=86_400,
                                            description="mean caller patience: Erlang A")
 
 
 @router.post(
     "/staffing/what-if",
     summary="Service level, ASA, abandonment and occupancy for a volume, AHT and handlers",
-    responses={422: {"description": "invalid or impossible inputs"}},
+    responses={400: {"description": "the body is not JSON"},
+               422: {"description": "invalid or impossible inputs"}},
 )
 def what_if(question: WhatIf) -> dict[str, Any]:
     """Erlang C without ``patience_seconds``, Erlang A with it."""
@@ -82,6 +94,6 @@ def what_if(question: WhatIf) -> dict[str, Any]:
                                question.patience_seconds)
     except PacesetterError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
-    except (OverflowError, ZeroDivisionError, FloatingPointError) as exc:
+    except (OverflowError, ZeroDivisionError, FloatingPointError, ValueError) as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
                             f"these inputs are beyond what the model can compute ({exc})") from None

@@ -11,11 +11,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials
 from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 
-from api.deps import ReadModelDep, RoomFilter, SettingsDep, bearer, identify
+from api.deps import AUTH_RESPONSES, ReadModelDep, RoomFilter, SettingsDep, bearer, identify
 from api.readmodel import ReadModel
 
 KEEPALIVE_SECONDS = 15
-router = APIRouter(prefix="/api/v1", tags=["stream"])
+router = APIRouter(prefix="/api/v1", tags=["stream"], responses=AUTH_RESPONSES)
 
 
 def stream_caller(

@@ -125,6 +125,7 @@ class Supervisor:
         self.stop = threading.Event()
 
     def start(self, child: Child, capture: bool = False) -> Child:
+        """Start a child; with ``capture`` its output is relayed and kept for wait_for_line."""
         print(f"starting {child.name}", file=sys.stderr, flush=True)
         child.process = subprocess.Popen(  # noqa: S603 - our own command
             [sys.executable, "-m", "pacesetter.cli", *child.argv],
@@ -143,6 +144,7 @@ class Supervisor:
             print(line, flush=True)
 
     def wait_for_line(self, child: Child, prefix: str, timeout: float) -> str:
+        """What follows ``prefix`` on the first line of the child that starts with it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and not self.stop.is_set():
             for line in child.lines:

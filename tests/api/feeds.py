@@ -6,14 +6,11 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import uvicorn
 
-from api.app import create_app
-from api.readmodel import ReadModel
 from services.broker import free_port
 from services.settings import Settings
 
@@ -233,3 +230,8 @@ class Server:
     def __exit__(self, *_: object) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+
+
+def changed(settings: Settings, **over: Any) -> Settings:
+    """A validated copy of settings with some values changed."""
+    return Settings(**{**settings.model_dump(), **over})

@@ -1,0 +1,91 @@
+"""Server-sent events over a real server: the current state first, then changes as published."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from api.app import create_app
+from tests.api.feeds import BASE, TOKENS, Server, alert, changed, live_state
+
+
+class Reader:
+    """Parses server-sent events from one streaming response, as they come."""
+
+    def __init__(self, response):
+        self.lines = response.iter_lines()
+        self.events = []
+
+    def until(self, done, timeout=20.0):
+        """Read until ``done(events read so far)``; return those events."""
+        name, data = None, []
+        deadline = time.monotonic() + timeout
+        if done(self.events):
+            return self.events
+        for line in self.lines:
+            if line.startswith("event:"):
+                name = line.partition(":")[2].strip()
+            elif line.startswith("data:"):
+                data.append(line.partition(":")[2].strip())
+            elif line == "" and name:
+                self.events.append((name, json.loads("\n".join(data))))
+                name, data = None, []
+                if done(self.events):
+                    return self.events
+            if time.monotonic() > deadline:
+                break
+        pytest.fail(f"stream ended or timed out after {self.events!r}")
+
+
+@pytest.fixture(scope="module")
+def server(settings, model):
+    with Server(create_app(settings, read_model=model)) as running:
+        yield running
+
+
+def test_stream_sends_live_state_then_changes(server, feed):
+    with httpx.stream("GET", server.url + "/api/v1/stream", params={"room": "north"},
+                      timeout=30) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        reader = Reader(response)
+        first = reader.until(lambda ev: len(ev) >= 1)
+        assert first[0][0] == "live" and first[0][1]["room"] == "north"
+
+        feed.live(live_state("south", BASE, in_queue=9))  # another room: filtered out
+        feed.live(live_state("north", BASE + timedelta(seconds=5), in_queue=7))
+        feed.alert(alert("north", "long_wait", "101", BASE, value=700.0, threshold=600.0))
+        feed.flush()
+        events = reader.until(lambda ev: any(n == "alert" for n, _ in ev))
+    lives = [d for n, d in events if n == "live"]
+    assert lives[-1]["lines"]["999"]["in_queue"] == 7
+    assert all(d["room"] == "north" for d in lives)
+    assert [d["line"] for n, d in events if n == "alert"] == ["101"]
+
+
+def test_stream_sends_interval_changes(server, feed):
+    from tests.api.feeds import interval_record
+
+    with httpx.stream("GET", server.url + "/api/v1/stream", timeout=30) as response:
+        reader = Reader(response)
+        reader.until(lambda ev: len(ev) >= 2)  # the two rooms' live states
+        feed.interval(interval_record("south", "999", BASE, offered=3, final=False))
+        feed.flush()
+        events = reader.until(lambda ev: any(n == "interval" for n, _ in ev))
+    changes = [d for n, d in events if n == "interval"]
+    assert changes[0]["kind"] == "interval"
+    assert changes[0]["record"]["offered"] == 3
+
+
+def test_stream_takes_the_token_from_the_query_when_tokens_are_set(settings, model):
+    with Server(create_app(changed(settings, api_tokens=TOKENS), read_model=model)) as running:
+        url = running.url + "/api/v1/stream"
+        assert httpx.get(url, timeout=10).status_code == 401
+        with httpx.stream("GET", url, params={"access_token": "viewer-token-1"},
+                          timeout=30) as response:
+            assert response.status_code == 200
+            assert Reader(response).until(lambda ev: len(ev) >= 1)[0][0] == "live"
