@@ -23,7 +23,7 @@ router = APIRouter(prefix="/api/v1", tags=["staffing"], dependencies=[Scheduler]
     "/rooms/{room}/staffing",
     summary="Staffing plan per interval for a local date (JSON, or CSV)",
     responses={200: {"content": {"text/csv": {}}},
-               404: {"description": "unknown room or no history"},
+               404: {"description": "unknown room"},
                409: {"description": "not enough history for a plan yet"},
                503: {"description": "no history store"}},
 )
@@ -93,7 +93,7 @@ def what_if(question: WhatIf) -> dict[str, Any]:
                                question.handlers, question.threshold_seconds,
                                question.patience_seconds)
     except PacesetterError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
     except (OverflowError, ZeroDivisionError, FloatingPointError, ValueError) as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
                             f"these inputs are beyond what the model can compute ({exc})") from None
