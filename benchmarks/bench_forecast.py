@@ -1,0 +1,78 @@
+"""Time forecasting and staffing for 86 series: 43 rooms × (999, 101), 8 weeks of history, 14 days.
+
+Run: .venv/bin/python benchmarks/bench_forecast.py [--rooms 43] [--weeks 8] [--days 14] [--jobs N]
+
+Phases, each timed on its own:
+  cold  method selection (4-week rolling backtest of Prophet and both baselines, per series)
+        plus the forecast and the staffing plan: what the first run of a week costs;
+  warm  forecast + staffing plan with the week's backtests already in the store: the
+        everyday run (the figure the issue's target is about).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+
+from forecasting import service
+from forecasting.calendar import local_day_bounds
+from forecasting.synthetic import synthetic_intervals
+from services.settings import Settings
+from services.store import HistoryStore
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rooms", type=int, default=43)
+    parser.add_argument("--weeks", type=int, default=8)
+    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--skip-cold", action="store_true", help="only the warm phase")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    now = datetime(2026, 11, 21, 0, 0, tzinfo=UTC)
+    start = local_day_bounds(now.date())[0]
+    history_start = start - timedelta(weeks=args.weeks)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = HistoryStore.open(f"sqlite:///{tmp}/bench.db")
+        t0 = time.perf_counter()
+        series = []
+        for r in range(args.rooms):
+            for line in ("999", "101"):
+                room = f"room{r:02d}"
+                store.upsert_intervals(synthetic_intervals(
+                    room, line, history_start, args.weeks * 7, seed=r * 2 + (line == "101")))
+                series.append((room, line))
+        print(f"setup: {len(series)} series × {args.weeks} weeks of 15-min history "
+              f"in {time.perf_counter() - t0:.1f} s")
+        settings = Settings()
+
+        def run(label: str) -> float:
+            t = time.perf_counter()
+            outcomes = service.plan_many(store, settings, series, start, args.days, now=now,
+                                         jobs=args.jobs, progress=False)
+            took = time.perf_counter() - t
+            failed = [o for o in outcomes if o.error]
+            rows = sum(len(o.plan_rows) for o in outcomes)
+            methods: dict[str, int] = {}
+            for o in outcomes:
+                methods[o.method] = methods.get(o.method, 0) + 1
+            print(f"{label}: {len(series)} series, {args.days} days ahead, {rows} plan rows "
+                  f"saved, {len(failed)} failed, methods {methods}: {took:.1f} s "
+                  f"with {args.jobs} processes")
+            return took
+
+        cold = None if args.skip_cold else run("cold (backtest + forecast + staffing)")
+        warm = run("warm (forecast + staffing, backtests cached)")
+        print(f"RESULT forecasting+staffing 86-series figure: {warm:.1f} s warm"
+              + (f", {cold:.1f} s cold" if cold is not None else ""))
+        store.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,146 @@
+"""Staffing plans from forecasts (Erlang C and A per quarter hour) and the intraday reforecast."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from forecasting.calendar import INTERVAL, INTERVAL_SECONDS, LONDON
+from forecasting.erlang import erlang_a_many, erlang_c_many, required_handlers_many
+from services.errors import PacesetterError
+from services.events import format_time
+
+MIN_REFORECAST_CALLS = 10.0  # below this many forecast calls so far, a ratio is mostly noise
+REFORECAST_LIMITS = (0.5, 2.0)
+
+
+class NoHandlingTimes(PacesetterError):
+    """A staffing plan needs handling times and the history has none."""
+
+
+@dataclass(frozen=True)
+class StaffingRules:
+    """What a plan must achieve on one line (METRICS.md, "Forecasts and staffing")."""
+
+    threshold_seconds: float
+    service_level_target: float
+    max_occupancy: float
+    shrinkage: float
+    patience_seconds: float | None = None
+
+
+@dataclass
+class Reforecast:
+    """Today's scaling of the remaining intervals: actual ÷ forecast so far."""
+
+    factor: float
+    actual_calls: float
+    forecast_calls: float
+    elapsed_intervals: int
+
+
+def reforecast_factor(index: pd.DatetimeIndex, calls: np.ndarray,
+                      actual: dict[pd.Timestamp, float], now: pd.Timestamp) -> Reforecast | None:
+    """The actual ÷ forecast ratio over today's elapsed intervals in ``index``.
+
+    Intervals of today (local date of ``now``) that ended by ``now`` count; a missing record
+    counts as 0 calls once the day has any record (records exist only for intervals with a
+    call). The ratio is clamped to [0.5, 2].
+
+    Returns:
+        The factor, or None when today has no elapsed interval with a record, or fewer than
+        10 calls were forecast so far (too little to scale by).
+    """
+    today = now.tz_convert(LONDON).date()
+    local_dates = index.tz_convert(LONDON).date
+    elapsed = (local_dates == today) & (index + INTERVAL <= now)
+    if not elapsed.any() or not any(index[i] in actual for i in np.flatnonzero(elapsed)):
+        return None
+    forecast_so_far = float(calls[elapsed].sum())
+    actual_so_far = float(sum(actual.get(t, 0.0) for t in index[elapsed]))
+    if forecast_so_far < MIN_REFORECAST_CALLS:
+        return None
+    factor = min(max(actual_so_far / forecast_so_far, REFORECAST_LIMITS[0]), REFORECAST_LIMITS[1])
+    return Reforecast(factor, actual_so_far, forecast_so_far, int(elapsed.sum()))
+
+
+def apply_reforecast(index: pd.DatetimeIndex, arrays: list[np.ndarray], factor: float,
+                     now: pd.Timestamp) -> list[np.ndarray]:
+    """Scale today's intervals that have not ended by ``factor`` (the others are unchanged)."""
+    today = now.tz_convert(LONDON).date()
+    remaining = (index.tz_convert(LONDON).date == today) & (index + INTERVAL > now)
+    return [np.where(remaining, values * factor, values) for values in arrays]
+
+
+def staffing_rows(room: str, line: str, index: pd.DatetimeIndex, calls: np.ndarray,
+                  calls_lower: np.ndarray, calls_upper: np.ndarray, aht_seconds: np.ndarray,
+                  rules: StaffingRules, method: str, generated_at: str) -> list[dict[str, Any]]:
+    """Plan rows (the store's and API's shape) for forecast intervals.
+
+    Required handlers: the smallest N > A meeting the target service level at the threshold
+    and the maximum occupancy (Erlang C), from the central forecast and from its upper bound.
+    Rostered handlers: ``N / (1 − shrinkage)``, fractional and rounded up. Service level,
+    ASA and occupancy are Erlang C figures at N; abandonment is Erlang A's at N when the
+    callers' patience is known.
+
+    Raises:
+        NoHandlingTimes: no AHT is known for some interval.
+    """
+    if not np.isfinite(aht_seconds).all():
+        raise NoHandlingTimes(
+            f"room {room!r} line {line!r}: the history has no handling times (aht_seconds); "
+            "import intervals with an aht_seconds column, or per-call records with answer "
+            "and end times"
+        )
+    calls = np.clip(calls, 0, None)
+    upper = np.maximum(np.clip(calls_upper, 0, None), calls)
+    required = required_handlers_many(calls, INTERVAL_SECONDS, aht_seconds,
+                                      rules.threshold_seconds, rules.service_level_target,
+                                      rules.max_occupancy)
+    required_upper = required_handlers_many(upper, INTERVAL_SECONDS, aht_seconds,
+                                            rules.threshold_seconds, rules.service_level_target,
+                                            rules.max_occupancy)
+    figures = erlang_c_many(calls, INTERVAL_SECONDS, aht_seconds, required,
+                            rules.threshold_seconds)
+    abandonment = (
+        erlang_a_many(calls, INTERVAL_SECONDS, aht_seconds, required,
+                      rules.patience_seconds)["abandonment"]
+        if rules.patience_seconds else np.full(calls.shape, np.nan)
+    )
+    keep = 1.0 - rules.shrinkage
+    local = index.tz_convert(LONDON)
+    rows = []
+    for i, start in enumerate(index):
+        rostered = required[i] / keep
+        rows.append({
+            "room": room, "line": line,
+            "interval_start": format_time(start.to_pydatetime()),
+            "interval_end": format_time((start + INTERVAL).to_pydatetime()),
+            "local_start": local[i].to_pydatetime().isoformat(timespec="minutes"),
+            "calls": _r(calls[i], 3), "calls_lower": _r(calls_lower[i], 3),
+            "calls_upper": _r(upper[i], 3), "aht_seconds": _r(aht_seconds[i], 1),
+            "required_handlers": int(required[i]),
+            "required_handlers_upper": int(required_upper[i]),
+            "rostered_handlers": _r(rostered, 3),
+            "rostered_handlers_rounded": int(math.ceil(rostered - 1e-9)),
+            "rostered_handlers_upper": int(math.ceil(required_upper[i] / keep - 1e-9)),
+            "service_level": _r(figures["service_level"][i], 4),
+            "asa_seconds": _r(figures["asa_seconds"][i], 2),
+            "occupancy": _r(figures["occupancy"][i], 4),
+            "abandonment": _r(abandonment[i], 5),
+            "threshold_seconds": rules.threshold_seconds,
+            "service_level_target": rules.service_level_target,
+            "patience_seconds": _r(rules.patience_seconds, 1),
+            "method": method, "generated_at": generated_at,
+        })
+    return rows
+
+
+def _r(value: float | None, places: int) -> float | None:
+    if value is None or not np.isfinite(value):
+        return None
+    return round(float(value), places)
