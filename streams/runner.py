@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from services.broker import ensure_topics, wait_for_kafka
@@ -41,6 +42,7 @@ def run_worker(settings: Settings, store: Any = None) -> None:
     from mode import Worker
 
     prepare_topics(settings)
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # Faust makes only the leaf
     app = create_app(settings)
     worker = StreamWorker(settings, store=store if store is not None else open_store(settings),
                           group_id=settings.worker_id)
