@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services import kpis
-from services.events import Event, InvalidEvent, decode_message, parse_event
+from services.events import ROOM_RE, Event, InvalidEvent, decode_message, parse_event
 from services.ingest import redact
 from services.kpis import ABANDONED, ANSWERED, CALLBACK, INTERVAL_US, US, interval_start, iso
 from services.settings import Settings
@@ -827,12 +827,19 @@ class Engine:
     ) -> set[str]:
         """Apply one Kafka message (an event or a batch); return the rooms it touched."""
         touched: set[str] = set()
+        key_room = key.decode("utf-8", "replace") if key else None
         try:
             items = decode_message(value)
         except InvalidEvent as exc:
-            self._reject_unroomed(exc.reason, str(exc), value, key, source)
+            if key_room and ROOM_RE.match(key_room):
+                room = self.room(key_room)
+                room._count(exc.reason)
+                room.out.dead_letters.append(
+                    DeadLetter(exc.reason, str(exc), key_room, None, None, value, source))
+                touched.add(key_room)
+            else:
+                self._reject_unroomed(exc.reason, str(exc), value, key, source)
             return touched
-        key_room = key.decode("utf-8", "replace") if key else None
         single = len(items) == 1
         for item in items:
             try:
@@ -844,9 +851,13 @@ class Engine:
                         "key each message by its room")
             except InvalidEvent as exc:
                 raw = value if single else _dumps(item)
-                room_name = item.get("room") if isinstance(item, dict) else None
-                if isinstance(room_name, str) and room_name in self.rooms:
-                    room = self.rooms[room_name]
+                # The message key names the room (EVENTS.md), so a broken event is still
+                # counted where a supervisor will look for it.
+                room_name = key_room if key_room and ROOM_RE.match(key_room) else _get(
+                    item, "room")
+                if room_name is not None and (room_name in self.rooms or (
+                        room_name == key_room and ROOM_RE.match(room_name))):
+                    room = self.room(room_name)
                     room._count(exc.reason)
                     room.out.dead_letters.append(DeadLetter(
                         exc.reason, str(exc), room_name, _get(item, "id"), _get(item, "type"),

@@ -19,7 +19,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.alerts import AlertBook
-from services.engine import DeadLetter, Engine, Output
+from services.engine import Engine, Output
 from services.kpis import INTERVAL_US, interval_start
 from services.live import PlanLookup, live_state
 from services.settings import Settings
@@ -275,17 +275,17 @@ class StreamWorker:
                 await producer.send(settings.topic_intervals, value, key=key.encode()))
             if kind == "interval" and record["final"]:
                 finals.append(record)
-        for dead in out.dead_letters:
-            self._send_dead_letter(dead)
+        if out.dead_letters:
+            now = self.clock()
+            for dead in out.dead_letters:
+                self.pending_sends.append(await producer.send(
+                    settings.topic_deadletter, orjson.dumps(dead.to_dict(now)),
+                    key=(dead.room or "").encode()))
+                if len(self.pending_sends) >= 10_000:  # bound what waits for acknowledgement
+                    sends, self.pending_sends = self.pending_sends, []
+                    await asyncio.gather(*sends)
         if finals and self.store is not None:
             await asyncio.to_thread(self.store.upsert_intervals, finals)
-
-    def _send_dead_letter(self, dead: DeadLetter) -> None:
-        assert self.producer is not None
-        value = orjson.dumps(dead.to_dict(self.clock()))
-        key = (dead.room or "").encode()
-        self.pending_sends.append(asyncio.ensure_future(
-            self.producer.send_and_wait(self.settings.topic_deadletter, value, key=key)))
 
     async def _publish_live(self, force: bool) -> None:
         producer = self.producer
