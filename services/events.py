@@ -178,7 +178,7 @@ def parse_time(value: Any, field: str = "at") -> datetime:
         )
     try:
         return datetime.fromisoformat(value.upper()).astimezone(UTC)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # e.g. 9999-12-31T23:59:59-01:00 overflows UTC
         raise InvalidEvent(field, f"{value!r} is not a real date and time ({exc})") from None
 
 
@@ -289,9 +289,13 @@ def _field(obj: dict[str, Any], name: str) -> Any:
     if name == "wrap_seconds":
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise InvalidEvent(name, f"must be a number of seconds, got {_kind(value)}")
-        if not value >= 0 or value == float("inf"):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int too large for a float
+            seconds = float("inf")
+        if not seconds >= 0 or seconds == float("inf"):
             raise InvalidEvent(name, f"must be a finite number ≥ 0, got {value!r}")
-        return float(value)
+        return seconds
     if name == "success":
         if not isinstance(value, bool):
             raise InvalidEvent(name, f"must be true or false, got {_kind(value)}")
@@ -316,8 +320,9 @@ def decode_message(data: bytes) -> list[Any]:
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent("message", f"is not valid JSON ({exc})", reason="malformed") from None
     if isinstance(value, list):
-        rooms = {item.get("room") for item in value if isinstance(item, dict)}
-        if len(rooms) > 1:
+        # A list, not a set: a room may be any JSON value here, even an unhashable one.
+        rooms = [item.get("room") for item in value if isinstance(item, dict)]
+        if any(room != rooms[0] for room in rooms[1:]):
             raise InvalidEvent(
                 "room",
                 "a batch must hold events of one room only: send one batch per room",

@@ -96,8 +96,8 @@ def check_lines(
             continue
         key = (event.room, event.id)
         if key in seen:
-            err = InvalidEvent("id", f"{event.id!r} repeats an earlier event of room {event.room}",
-                               reason="duplicate")
+            err = InvalidEvent("id", f"duplicate {event.id!r}: it repeats an earlier event of "
+                               f"room {event.room}", reason="duplicate")
             yield LineResult(number, raw, error=err)
             continue
         seen.add(key)
@@ -233,8 +233,11 @@ def replay_file(
         sleep: injected for tests.
     """
     counts = FileCounts()
+    try:  # before connecting: a missing file is the user's error, not a traceback
+        size = Path(path).stat().st_size if str(path) != "-" else None
+    except OSError as exc:
+        raise IngestError(f"cannot read {path}: {exc.strerror}") from None
     publisher = Publisher(bootstrap, topic)
-    size = Path(path).stat().st_size if str(path) != "-" else None
     bar = None
     if progress and size:
         from tqdm import tqdm

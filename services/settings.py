@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
 from services.errors import PacesetterError
 
@@ -96,7 +97,16 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_profiles(cls, value: Any) -> Any:
         if isinstance(value, str):
-            return json.loads(value) if value.strip() else {}
+            value = json.loads(value) if value.strip() else {}
+        if isinstance(value, dict):
+            # A partial profile of a well-known line keeps that line's other defaults: setting
+            # 999's threshold must not silently give 999 the generic target and standards.
+            value = {
+                line: {**DEFAULT_LINE_PROFILES[line].model_dump(), **given}
+                if line in DEFAULT_LINE_PROFILES and isinstance(given, dict)
+                else given
+                for line, given in value.items()
+            }
         return value
 
     @field_validator("line_profiles")
@@ -160,8 +170,11 @@ def load_settings(**overrides: Any) -> Settings:
             field = str(err["loc"][0]) if err["loc"] else "?"
             problems.append(f"{ENV_PREFIX}{field.upper()}: {err['msg']}")
         raise SettingsError("invalid settings: " + "; ".join(problems)) from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, SourceError) as exc:
+        # pydantic-settings decodes a dict-typed variable as JSON itself, before any validator.
+        cause = exc if isinstance(exc, json.JSONDecodeError) else exc.__cause__
+        detail = cause.msg if isinstance(cause, json.JSONDecodeError) else str(exc)
         raise SettingsError(
             f"invalid settings: {ENV_PREFIX}LINE_PROFILES must be a JSON object "
-            f'like {{"999": {{"threshold_seconds": 10}}}} ({exc.msg})'
+            f'like {{"999": {{"threshold_seconds": 10}}}} ({detail})'
         ) from None
