@@ -53,6 +53,7 @@ def main() -> None:
         settings = Settings()
 
         def run(label: str) -> float:
+            service.clear_cache()
             t = time.perf_counter()
             outcomes = service.plan_many(store, settings, series, start, args.days, now=now,
                                          jobs=args.jobs, progress=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,14 +79,15 @@ def apply_reforecast(index: pd.DatetimeIndex, arrays: list[np.ndarray], factor: 
 
 def staffing_rows(room: str, line: str, index: pd.DatetimeIndex, calls: np.ndarray,
                   calls_lower: np.ndarray, calls_upper: np.ndarray, aht_seconds: np.ndarray,
-                  rules: StaffingRules, method: str, generated_at: str) -> list[dict[str, Any]]:
+                  rules: StaffingRules, method: str | Sequence[str],
+                  generated_at: str) -> list[dict[str, Any]]:
     """Plan rows (the store's and API's shape) for forecast intervals.
 
     Required handlers: the smallest N > A meeting the target service level at the threshold
     and the maximum occupancy (Erlang C), from the central forecast and from its upper bound.
     Rostered handlers: ``N / (1 − shrinkage)``, fractional and rounded up. Service level,
     ASA and occupancy are Erlang C figures at N; abandonment is Erlang A's at N when the
-    callers' patience is known.
+    callers' patience is known. ``method`` labels every row, or each row (a sequence).
 
     Raises:
         NoHandlingTimes: no AHT is known for some interval.
@@ -135,7 +137,8 @@ def staffing_rows(room: str, line: str, index: pd.DatetimeIndex, calls: np.ndarr
             "threshold_seconds": rules.threshold_seconds,
             "service_level_target": rules.service_level_target,
             "patience_seconds": _r(rules.patience_seconds, 1),
-            "method": method, "generated_at": generated_at,
+            "method": method if isinstance(method, str) else str(method[i]),
+            "generated_at": generated_at,
         })
     return rows
 

@@ -9,6 +9,7 @@ import logging
 import multiprocessing
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from forecasting.baselines import aht_profile
 from forecasting.calendar import LONDON, local_day_bounds, utc_range
 from forecasting.erlang import erlang_a, erlang_c
 from forecasting.history import MIN_HISTORY_DAYS, History, NotEnoughHistory, history_from_rows
-from forecasting.methods import PROPHET, forecast_calls
+from forecasting.methods import PROPHET, CallForecast, forecast_calls
 from forecasting.plan import (
     StaffingRules,
     apply_reforecast,
@@ -110,12 +111,12 @@ def choose_method(history: History, cached: tuple[datetime, dict[str, Any]] | No
     Returns:
         ``(method, backtest or None, whether the backtest was run now)``.
     """
+    possible = min(weeks, int((history.known_days - MIN_HISTORY_DAYS - 1) // HORIZON_DAYS))
     if cached is not None:
         cached_end, result = cached
         age = history.end - cached_end
-        if result.get("weeks") == weeks and timedelta(0) <= age < timedelta(days=7):
+        if result.get("weeks") == possible and timedelta(0) <= age < timedelta(days=7):
             return result["chosen"], result, False
-    possible = min(weeks, int((history.known_days - MIN_HISTORY_DAYS - 1) // HORIZON_DAYS))
     if possible < 1:
         logger.info("%s/%s: %.1f days of history, too few to backtest (needs %d); using %s",
                     history.room, history.line, history.known_days, required_days(1), PROPHET)
@@ -140,12 +141,33 @@ def run_series(job: SeriesJob) -> SeriesOutcome:
     return outcome
 
 
-def _run_series(job: SeriesJob, outcome: SeriesOutcome) -> None:
-    if not job.rows:
-        raise NotEnoughHistory(
-            f"room {job.room!r} line {job.line!r} has no final intervals in the store; "
-            f"forecasting needs at least {MIN_HISTORY_DAYS} days: import them with "
-            "'pacesetter import intervals FILE.csv'")
+@dataclass
+class _Fit:
+    """A series' fitted forecast before today's reforecast (cached: fits are deterministic)."""
+
+    method: str
+    backtest: dict[str, Any] | None
+    backtest_is_new: bool
+    target: pd.DatetimeIndex
+    forecast: CallForecast
+    aht: np.ndarray
+    patience_seconds: float | None
+
+
+# Forecasts are a pure function of the history, window and method, so a repeated request (the
+# API's JSON then CSV of one plan) reuses the fit instead of paying for Prophet again.
+CACHE_SIZE = 32
+_CACHE: dict[tuple[Any, ...], _Fit] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def clear_cache() -> None:
+    """Forget cached fits (benchmarks; tests that rewrite history in place)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def _fit(job: SeriesJob) -> _Fit:
     history = history_from_rows(job.room, job.line, job.rows)
     start = pd.Timestamp(job.start)
     if history.index[-1] >= start:
@@ -159,18 +181,41 @@ def _run_series(job: SeriesJob, outcome: SeriesOutcome) -> None:
         method, backtest, is_new = choose_method(history, job.cached_backtest, job.weeks)
     else:
         method, backtest, is_new = job.method, None, False
-    outcome.method, outcome.backtest, outcome.backtest_is_new = method, backtest, is_new
     target = utc_range(job.start, job.end)
     fc = forecast_calls(method, history.series(), target)
     aht = aht_profile(history.index, history.aht_seconds, history.answered, target)
+    return _Fit(method, backtest, is_new, target, fc, aht, history.patience_seconds())
+
+
+def _run_series(job: SeriesJob, outcome: SeriesOutcome) -> None:
+    if not job.rows:
+        raise NotEnoughHistory(
+            f"room {job.room!r} line {job.line!r} has no final intervals in the store; "
+            f"forecasting needs at least {MIN_HISTORY_DAYS} days: import them with "
+            "'pacesetter import intervals FILE.csv'")
+    key = (job.room, job.line, job.start, job.end, job.method, job.weeks, hash(tuple(job.rows)))
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+    if cached is None:
+        cached = _fit(job)
+        with _CACHE_LOCK:
+            _CACHE[key] = cached
+            while len(_CACHE) > CACHE_SIZE:
+                _CACHE.pop(next(iter(_CACHE)))
+        outcome.backtest_is_new = cached.backtest_is_new
+    method, target, patience = cached.method, cached.target, cached.patience_seconds
+    outcome.method, outcome.backtest = method, cached.backtest
+    fc, aht = cached.forecast, cached.aht
     calls, lower, upper = fc.calls, fc.lower, fc.upper
-    label = method
+    labels = np.full(len(target), method, dtype=object)
     now = pd.Timestamp(job.now)
     actual = {pd.Timestamp(k): v for k, v in job.actual_today.items()}
     refc = reforecast_factor(target, calls, actual, now) if actual else None
     if refc is not None:
-        calls, lower, upper = apply_reforecast(target, [calls, lower, upper], refc.factor, now)
-        label = f"{method}+reforecast×{refc.factor:.2f}"
+        scaled = apply_reforecast(target, [calls, lower, upper, np.ones(len(target))],
+                                  refc.factor, now)
+        calls, lower, upper = scaled[:3]
+        labels[scaled[3] != 1.0] = f"{method}+reforecast×{refc.factor:.2f}"
         outcome.reforecast = refc.factor
     outcome.forecast_rows = [
         {
@@ -179,16 +224,15 @@ def _run_series(job: SeriesJob, outcome: SeriesOutcome) -> None:
             "calls": round(float(calls[i]), 3), "calls_lower": round(float(lower[i]), 3),
             "calls_upper": round(float(upper[i]), 3),
             "aht_seconds": None if not np.isfinite(aht[i]) else round(float(aht[i]), 1),
-            "method": label,
+            "method": labels[i],
         }
         for i, t in enumerate(target)
     ]
     if job.rules is not None:
         rules = StaffingRules(job.rules.threshold_seconds, job.rules.service_level_target,
-                              job.rules.max_occupancy, job.rules.shrinkage,
-                              history.patience_seconds())
+                              job.rules.max_occupancy, job.rules.shrinkage, patience)
         outcome.plan_rows = staffing_rows(
-            job.room, job.line, target, calls, lower, upper, aht, rules, label,
+            job.room, job.line, target, calls, lower, upper, aht, rules, labels,
             format_time(job.now.replace(microsecond=0)))
 
 

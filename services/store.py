@@ -82,8 +82,8 @@ def _time_text(value: datetime | str, field: str) -> str:
 def interval_floor(at: datetime) -> datetime:
     """The start of the 15-minute interval containing the aware instant ``at``."""
     at = at.astimezone(UTC)
-    seconds = at.minute * 60 + at.second
-    return at.replace(second=0, microsecond=0) - timedelta(seconds=seconds % INTERVAL_SECONDS)
+    minute = at.minute - at.minute % (INTERVAL_SECONDS // 60)
+    return at.replace(minute=minute, second=0, microsecond=0)
 
 
 def _number(record: dict[str, Any], name: str, kind: type = float) -> Any:
