@@ -79,7 +79,6 @@ class Event:
     carry only ~0.2 µs of precision, enough to break exact agreement with a batch oracle).
     """
 
-    __slots__ = FIELD_ORDER + ("at_us", "at_text")
 
     v: int
     id: str
@@ -103,12 +102,14 @@ class Event:
     state: str | None
 
     def __init__(self, **fields: Any) -> None:
-        for name in FIELD_ORDER:
-            setattr(self, name, fields.get(name))
+        # A plain __dict__ update: this runs for every event, and absent optional fields
+        # fall back to the class attributes (None) set below the class.
+        self.__dict__.update(fields)
         at = fields["at"]
-        self.at = at
-        self.at_us = to_us(at)
-        self.at_text = fields.get("at_text") or format_time(at)
+        if "at_us" not in fields:
+            self.at_us = to_us(at)
+        if not fields.get("at_text"):
+            self.at_text = format_time(at)
 
     def to_dict(self) -> dict[str, Any]:
         """The event as its contract JSON object (only the fields it carries)."""
@@ -134,6 +135,10 @@ class Event:
     def __repr__(self) -> str:
         return f"Event({self.type} {self.room}/{self.id} at {self.at_text})"
 
+
+for _name in FIELD_ORDER:
+    if not hasattr(Event, _name):
+        setattr(Event, _name, None)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -231,7 +236,8 @@ def parse_event(obj: Any, now_us: int | None = None, max_future_seconds: float =
         )
     at_text = obj["at"]
     at = parse_time(at_text)
-    if now_us is not None and to_us(at) - now_us > max_future_seconds * 1_000_000:
+    at_us = to_us(at)
+    if now_us is not None and at_us - now_us > max_future_seconds * 1_000_000:
         raise InvalidEvent(
             "at",
             f"{at_text} is more than {max_future_seconds:g} s ahead of the clock: fix the "
@@ -244,6 +250,7 @@ def parse_event(obj: Any, now_us: int | None = None, max_future_seconds: float =
         "room": room,
         "at": at,
         "at_text": at_text,
+        "at_us": at_us,
     }
     required, optional = spec
     for name in required:
