@@ -364,7 +364,7 @@ function renderLines(live) {
     card.className = `line state-${v.worst}`;
     card.querySelector('.line-head').innerHTML = `
       <div class="line-name">${esc(line)}<small>${esc(LINE_NAMES[line] || 'Line')}</small></div>
-      <div><span class="line-verdict ${v.worst}">${label}</span><span class="line-interval">this interval from ${iv.interval_start ? localHM(iv.interval_start) : '—'}</span></div>`;
+      <div><span class="line-verdict ${v.worst}">${label}</span><span class="line-interval">${iv.interval_start ? `this interval from ${localHM(iv.interval_start)}` : 'no calls this interval yet'}</span></div>`;
     const fifth = f.staffing && isNum(f.staffing.required_handlers)
       ? `<div class="figure"><span class="label">Handlers needed (plan)</span><span class="value">${f.staffing.required_handlers}</span><span class="note muted">forecast ${isNum(f.staffing.forecast_calls) ? Math.round(f.staffing.forecast_calls) : '—'} calls</span></div>`
       : '';
@@ -380,7 +380,7 @@ function renderLines(live) {
       </div>
       <div class="figures">
         <div class="figure"><span class="label">Abandoned</span><span class="value">${pct(iv.abandonment_rate)}</span>${v.ab}</div>
-        <div class="figure"><span class="label">ASA</span><span class="value">${seconds(iv.asa_seconds)}</span><span class="note muted">mean wait to answer</span></div>
+        <div class="figure"><span class="label">ASA</span><span class="value">${seconds(iv.asa_seconds)}</span><span class="note muted">answer wait</span></div>
         <div class="figure"><span class="label">Failure demand</span><span class="value">${pct(f.rolling_24h ? f.rolling_24h.failure_demand_rate : null)}</span>${v.fd}</div>
         <div class="figure"><span class="label">This interval</span><span class="value" data-figure="offered-${esc(line)}">${iv.offered ?? 0} / ${iv.answered ?? 0}</span><span class="note muted">offered / answered</span></div>
         ${fifth}
@@ -408,8 +408,9 @@ function renderIncidents(live) {
     const w = waiting[grade] || { count: 0, oldest_age_seconds: null };
     const over = target != null && isNum(w.oldest_age_seconds) && w.oldest_age_seconds > target;
     const verdict = !w.count ? status('ok', '✓ none')
-      : over ? status('bad', `▲ OVER ${words(target)}`) : status('ok', target != null ? `✓ under ${words(target)}` : '✓');
-    return `<tr><td>${label}</td><td class="n" data-figure="awaiting-${grade}">${w.count || 0}</td>
+      : over ? status('bad', '▲ LATE') : status('ok', '✓ in time');
+    const aim = target != null ? `dispatch within ${words(target)}` : 'no target';
+    return `<tr><td>${label}<span class="target">${aim}</span></td><td class="n" data-figure="awaiting-${grade}">${w.count || 0}</td>
       <td class="age">${w.count ? words(w.oldest_age_seconds) : '—'}</td><td>${verdict}</td></tr>`;
   }).join('');
   host.innerHTML = `<table><thead><tr><th>Grade</th><th>Waiting</th><th>Oldest</th><th>Status</th></tr></thead><tbody>${rows}</tbody></table>`;
@@ -434,6 +435,20 @@ function renderAlerts() {
       <span class="sev ${critical ? 'bad' : 'warn'}">${critical ? '✖ CRITICAL' : '⚠ WARNING'}</span><span class="since">since ${localHM(a.started_at)}${esc(age)}</span>
       <span class="msg">${esc(a.message || a.rule)}</span></li>`;
   }).join('');
+  // Show what fits the panel, then say how many more there are (no scrolling on a wall).
+  const bottom = host.getBoundingClientRect().bottom;
+  const overflows = () => host.lastElementChild
+    && host.lastElementChild.getBoundingClientRect().bottom > bottom + 1;
+  if (!overflows()) return;
+  const more = document.createElement('li');
+  more.className = 'more';
+  host.appendChild(more);
+  let shown = alerts.length;
+  do {
+    more.previousElementSibling.remove();
+    shown -= 1;
+    more.textContent = `+ ${alerts.length - shown} more alert${alerts.length - shown === 1 ? '' : 's'}`;
+  } while (shown > 1 && overflows());
 }
 
 // -- charts (hand-drawn SVG) --------------------------------------------------------------------
@@ -493,9 +508,10 @@ function axes(start, end, max, format, min = 0) {
 }
 
 function niceMax(v) {
-  if (v <= 5) return 5;
+  // A round maximum whose half is a whole number too (the middle grid line).
+  if (v <= 4) return 4;
   const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
+  for (const m of [1, 2, 4, 6, 8, 10]) if (m * p >= v) return m * p;
   return 10 * p;
 }
 
