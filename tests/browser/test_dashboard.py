@@ -94,7 +94,8 @@ def test_dashboard_follows_live_figures_without_console_errors(bootstrap, chromi
             browser.navigate(server.url + "/")
             queue = "document.querySelector('[data-figure=\"in_queue-999\"]')?.textContent"
             assert browser.wait_for(f"{queue} === '2' && {queue}")
-            assert browser.wait_for("document.querySelectorAll('.line-charts rect.bar').length >= 3 * 90")
+            bars = "document.querySelectorAll('.line-charts rect.bar').length"
+            assert browser.wait_for(f"{bars} >= 3 * 90")
             assert "BELOW" in browser.evaluate("document.body.innerText")  # text, not colour only
             assert browser.evaluate("document.querySelectorAll('#alerts li.critical').length") == 1
 
@@ -113,6 +114,5 @@ def test_dashboard_follows_live_figures_without_console_errors(bootstrap, chromi
     finally:
         if browser is not None:
             browser.close()
-            print((tmp_path / "chromium.log").read_text(errors="replace")[-3000:])
         model.stop()
         feed.close()
