@@ -19,6 +19,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.alerts import AlertBook
+from services.broker import ensure_topics
 from services.engine import Engine, Output
 from services.kpis import INTERVAL_US, interval_start
 from services.live import PlanLookup, live_state
@@ -131,6 +132,9 @@ class StreamWorker:
         committed = 0
         count = 0
         try:
+            # After a broker restart (the embedded broker keeps nothing) the topics this
+            # worker writes to may be gone; a rebalance is the moment to put them back.
+            await asyncio.to_thread(self._ensure_topics)
             await consumer.start()
             consumer.assign([tp])
             try:
@@ -184,6 +188,16 @@ class StreamWorker:
             "partition %d rebuilt: %d messages, %d rooms in %.2f s (committed offset %d)",
             state.partition, count, len(state.rooms), time.monotonic() - started, committed,
         )
+
+    def _ensure_topics(self) -> None:
+        settings = self.settings
+        try:
+            ensure_topics(settings.bootstrap_servers,
+                          [settings.topic_events, settings.topic_intervals, settings.topic_live,
+                           settings.topic_alerts, settings.topic_deadletter],
+                          settings.partitions, settings.replication_factor)
+        except Exception as exc:  # noqa: BLE001 - the rebuild reports the outage if it persists
+            log.warning("could not check the topics at %s: %s", settings.bootstrap_servers, exc)
 
     def _source(self, partition: int, offset: int) -> dict[str, Any]:
         return {"topic": self.settings.topic_events, "partition": partition, "offset": offset}
@@ -261,7 +275,14 @@ class StreamWorker:
         await self._publish_live(force)
         if self.pending_sends:
             sends, self.pending_sends = self.pending_sends, []
-            await asyncio.gather(*sends)
+            results = await asyncio.gather(*sends, return_exceptions=True)
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if failed:
+                # Records are facts keyed by identity: the rebuild after the consumer group
+                # rejoins publishes every record again, so nothing is lost for good.
+                log.warning("broker unreachable: %d of %d messages not published (%s); "
+                            "will publish again after reconnecting", len(failed), len(results),
+                            failed[0])
 
     async def _publish(self, out: Output) -> None:
         producer = self.producer
