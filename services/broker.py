@@ -79,7 +79,9 @@ def wait_for_kafka(bootstrap: str, timeout_seconds: float = 30.0) -> None:
         except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
             last = exc
             time.sleep(0.2)
-    raise BrokerError(f"no Kafka broker answered at {bootstrap} within {timeout_seconds:g} s: {last}")
+    raise BrokerError(
+        f"no Kafka broker answered at {bootstrap} within {timeout_seconds:g} s: {last}"
+    )
 
 
 def ensure_topics(
@@ -97,9 +99,10 @@ def ensure_topics(
         created = []
         for topic in missing:
             try:
-                admin.create_topics(
-                    [NewTopic(topic, num_partitions=partitions, replication_factor=replication_factor)]
-                )
+                admin.create_topics([
+                    NewTopic(topic, num_partitions=partitions,
+                             replication_factor=replication_factor)
+                ])
                 created.append(topic)
             except TopicAlreadyExistsError:
                 pass

@@ -18,7 +18,9 @@ from services.errors import PacesetterError
 VERSION = 1
 ROOM_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
 LINE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}\Z")
-TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})\Z")
+TIME_RE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})\Z"
+)
 # Something that looks like a raw phone number: digits with the usual separators.
 PHONE_RE = re.compile(r"^\+?[\d\s().-]{7,}\Z")
 

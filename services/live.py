@@ -9,7 +9,7 @@ from typing import Any
 from services import kpis
 from services.alerts import AlertBook, Condition, duration_text, percent
 from services.engine import Room, add_totals, new_totals
-from services.kpis import ABANDONED, INTERVAL_US, US, interval_start, iso, ratio
+from services.kpis import ABANDONED, US, interval_start, iso, ratio
 
 # (room, line, at) -> the staffing plan row of the interval holding ``at``, or None.
 PlanLookup = Callable[[str, str, int], dict[str, Any] | None]
@@ -237,5 +237,3 @@ def _handlers_now(room: Room, now: int) -> dict[str, int]:
             counts[state] += 1
     return counts
 
-
-__all__ = ["INTERVAL_US", "PlanLookup", "live_state"]

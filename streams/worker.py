@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from services.alerts import AlertBook
 from services.broker import ensure_topics
 from services.engine import Engine, Output
-from services.kpis import INTERVAL_US, interval_start
+from services.kpis import interval_start
 from services.live import PlanLookup, live_state
 from services.settings import Settings
 
@@ -358,5 +358,3 @@ class StreamWorker:
 
         return lookup
 
-
-__all__ = ["INTERVAL_US", "StreamWorker"]
