@@ -28,6 +28,9 @@ CALL_CHILDREN = frozenset(
 )
 INCIDENT_CHILDREN = frozenset({"incident.dispatched", "incident.arrived", "incident.closed"})
 BUCKETS_SECONDS = (1, 5, 10, 20, 30, 60, 120, 300, 600)
+# How long event ids are remembered at least (by event time): longer than the attendance
+# horizon, so a duplicate is told from a too-late event wherever it could still change a figure.
+SEEN_GENERATION_US = 3 * 86400 * US
 
 
 class Child:
@@ -249,8 +252,11 @@ class Room:
         self.name = name
         self.config = config
         self.seq = 0
+        # Event ids in two generations, rotated as the watermark passes SEEN_GENERATION_US:
+        # ids are remembered for at least that long, never more than twice that.
         self.seen: set[str] = set()
-        self.seen_by_start: dict[int, list[str]] = {}
+        self.seen_before: set[str] = set()
+        self.seen_rotated_us: int | None = None
         self.watermark_us: int | None = None
         self.live = False
         self.wall_us = 0
@@ -265,6 +271,7 @@ class Room:
         # (deadline, seq, id) of waiting children, for calls and for incidents
         self.pending_heaps: dict[str, list[tuple[int, int, str]]] = {"c": [], "i": []}
         self.pruned_at = -(1 << 62)
+        self.expire_due = False
         self.incidents: dict[str, Incident] = {}
         self.inc_buckets: dict[tuple[str, int], list[Incident]] = {}
         self.inc_open_starts: list[int] = []
@@ -318,31 +325,42 @@ class Room:
         inc_closed = now - self.config.attendance_horizon_us
         if closed > self.closed_us:
             self.closed_us = closed
+            self.expire_due = True
             self._finalize_calls()
             self._finalize_handlers()
         if inc_closed > self.inc_closed_us:
             self.inc_closed_us = inc_closed
+            self.expire_due = True
             self._finalize_incidents()
-        if expire:
+        if expire and self.expire_due:
             self._expire_pending()
 
     # --------------------------------------------------------------- events
 
     def apply(self, event: Event, wall_us: int, source: dict[str, Any] | None = None) -> None:
         """Apply one valid event of this room (arrival order)."""
-        if event.id in self.seen:
+        event_id = event.id
+        if event_id in self.seen or event_id in self.seen_before:
             self._count("duplicate")
             return
-        self.seen.add(event.id)
-        self.seen_by_start.setdefault(interval_start(event.at_us), []).append(event.id)
+        self.seen.add(event_id)
         self.seq += 1
         etype = event.type
         self.events_total[etype] = self.events_total.get(etype, 0) + 1
-        if self.watermark_us is None or event.at_us > self.watermark_us:
-            self.watermark_us = event.at_us
-            self.live = wall_us - event.at_us <= self.config.live_lag_us
-            self.lag_us = wall_us - event.at_us
-        self.advance(wall_us, expire=False)
+        at_us = event.at_us
+        if self.watermark_us is None or at_us > self.watermark_us:
+            self.watermark_us = at_us
+            self.live = wall_us - at_us <= self.config.live_lag_us
+            self.lag_us = wall_us - at_us
+            if self.seen_rotated_us is None:
+                self.seen_rotated_us = at_us
+            elif at_us - self.seen_rotated_us >= SEEN_GENERATION_US:
+                self.seen_before, self.seen = self.seen, set()
+                self.seen.add(event_id)
+                self.seen_rotated_us = at_us
+            self.advance(wall_us, expire=False)
+        elif self.live:
+            self.advance(wall_us, expire=False)
         if etype == "call.offered":
             self._offered(event, self.seq, source)
         elif etype in CALL_CHILDREN:
@@ -353,7 +371,8 @@ class Room:
             self._incident_created(event, self.seq, source)
         else:
             self._incident_child(Child(event, self.seq), source)
-        self._expire_pending()
+        if self.expire_due:
+            self._expire_pending()
 
     def _reject(self, reason: str, error: str, event: Event, source: Any = None) -> None:
         self._count(reason)
@@ -444,6 +463,7 @@ class Room:
         )
 
     def _expire_pending(self) -> None:
+        self.expire_due = False
         for kind, closed in (("c", self.closed_us), ("i", self.inc_closed_us)):
             self._expire(kind, closed)
 
@@ -755,9 +775,6 @@ class Room:
                 del self.callers[caller]
             else:
                 self.callers[caller] = history[cut:]
-        id_horizon = min(self.closed_us, self.inc_closed_us) - self.config.grace_us
-        for start in [s for s in self.seen_by_start if s + INTERVAL_US <= id_horizon]:
-            self.seen.difference_update(self.seen_by_start.pop(start))
 
     # ------------------------------------------------------------- live view
 

@@ -184,6 +184,8 @@ def parse_time(value: Any, field: str = "at") -> datetime:
             field, f"{value!r} is not an RFC 3339 time such as '2026-11-21T22:15:03Z'"
         )
     try:
+        if value[-1] == "Z" and value[10] == "T":  # the common case: already UTC
+            return datetime.fromisoformat(value)
         return datetime.fromisoformat(value.upper()).astimezone(UTC)
     except (ValueError, OverflowError) as exc:  # e.g. 9999-12-31T23:59:59-01:00 overflows UTC
         raise InvalidEvent(field, f"{value!r} is not a real date and time ({exc})") from None
