@@ -104,7 +104,8 @@ def daily_profile(history: pd.Series, target: pd.DatetimeIndex,
             profiles[key] = counts / counts.sum()
     target_cal = LocalCalendar(target)
     target_keys = _day_key(target_cal.weekday, target_cal.holiday)
-    return totals[target_keys] * profiles[target_keys, target_cal.slot]
+    forecast: np.ndarray = totals[target_keys] * profiles[target_keys, target_cal.slot]
+    return forecast
 
 
 def noise_sd(history: pd.Series, weeks: int = 4) -> float:

@@ -20,7 +20,7 @@ def bank_holidays(year: int) -> dict[date, str]:
     """Bank holidays of England and Wales in ``year`` (the ``holidays`` package, subdiv ENG)."""
     import holidays
 
-    return dict(holidays.UK(subdiv="ENG", years=[year]).items())
+    return dict(holidays.country_holidays("GB", subdiv="ENG", years=[year]).items())
 
 
 def is_bank_holiday(day: date) -> bool:

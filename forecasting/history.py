@@ -46,7 +46,8 @@ class History:
     @property
     def end(self) -> datetime:
         """The end of the last interval (aware UTC)."""
-        return (self.index[-1] + INTERVAL).to_pydatetime()
+        end: datetime = (self.index[-1] + INTERVAL).to_pydatetime()
+        return end
 
     @property
     def known_days(self) -> float:

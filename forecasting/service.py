@@ -232,7 +232,7 @@ def _run_series(job: SeriesJob, outcome: SeriesOutcome) -> None:
         rules = StaffingRules(job.rules.threshold_seconds, job.rules.service_level_target,
                               job.rules.max_occupancy, job.rules.shrinkage, patience)
         outcome.plan_rows = staffing_rows(
-            job.room, job.line, target, calls, lower, upper, aht, rules, labels,
+            job.room, job.line, target, calls, lower, upper, aht, rules, labels.tolist(),
             format_time(job.now.replace(microsecond=0)))
 
 

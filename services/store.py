@@ -200,7 +200,7 @@ class HistoryStore:
             store = cls(conn, "sqlite", url)
         elif url.startswith(("postgresql:", "postgres:", "postgresql+psycopg:")):
             try:
-                import psycopg  # type: ignore[import-not-found]
+                import psycopg
             except ImportError:
                 raise StoreError(
                     f"store URL {url!r} needs PostgreSQL support: pip install 'psycopg[binary]'"

@@ -193,3 +193,10 @@ def test_erlang_c_agrees_with_pyworkforce(transactions, aht_min, interval_min, t
         assert ours_n <= theirs["raw_positions"] <= ours_n + 1
         if ours_n < theirs["raw_positions"]:
             assert round(load + 1) > ours_n
+
+
+def test_absurd_overload_is_refused_instead_of_exhausting_memory():
+    # 100,000 calls a minute, a day's handling each: the queue would hold millions.
+    with pytest.raises(QueueInputError, match="beyond what Erlang A"):
+        erlang_a(100_000, 60, 86_400, 10_000, 600, 86_400)
+    assert erlang_c(100_000, 60, 86_400, 10_000, 600)["p_wait"] == 1.0
