@@ -1,0 +1,314 @@
+"""Stream benchmarks: worker throughput beside the raw ceiling, recovery time, national memory.
+
+Prints one JSON object. Run: `.venv/bin/python benchmarks/bench_stream.py [--quick]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import resource
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from services.broker import EmbeddedBroker, free_port  # noqa: E402
+from services.simulator import simulate_events  # noqa: E402
+from tests.integration.harness import Process, produce_lines, read_topic, topic_env  # noqa: E402
+
+
+def simulated_lines(rooms: int, days: float, seed: int, scale: float = 1.0) -> list[bytes]:
+    return [orjson.dumps(e) for e in simulate_events(rooms=rooms, days=days, seed=seed,
+                                                      scale=scale)]
+
+
+async def raw_ceiling(bootstrap: str, topic: str, expected: int) -> float:
+    """aiokafka consuming the same messages, parsing them and updating the same figures in
+    plain dicts: dedup by id, calls with exits and ends, repeat callers, incidents, handler
+    timelines; no validation, no durability, nothing published."""
+    from datetime import datetime
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=10,
+                                max_partition_fetch_bytes=16 << 20)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        intervals: dict[tuple[str, str, float], dict[str, Any]] = {}
+        calls: dict[tuple[str, str], dict[str, Any]] = {}
+        callers: dict[tuple[str, str], list[float]] = defaultdict(list)
+        incidents: dict[tuple[str, str], dict[str, Any]] = {}
+        handlers: dict[tuple[str, str], list[tuple[float, str]]] = defaultdict(list)
+        seen: set[tuple[str, str]] = set()
+        count = 0
+        started = time.perf_counter()
+        while count < expected:
+            batches = await consumer.getmany(timeout_ms=500, max_records=10000)
+            for messages in batches.values():
+                for message in messages:
+                    items = orjson.loads(message.value)
+                    for e in items if isinstance(items, list) else [items]:
+                        count += 1
+                        room = e["room"]
+                        key = (room, e["id"])
+                        if key in seen:
+                            continue
+                        seen.add(key)
+                        ts = datetime.fromisoformat(e["at"]).timestamp()
+                        kind = e["type"]
+                        if kind == "call.offered":
+                            slot = (room, e["line"], ts - ts % 900)
+                            figures = intervals.get(slot)
+                            if figures is None:
+                                figures = intervals[slot] = {"offered": 0, "waits": [],
+                                                             "abandoned": 0, "repeat": 0}
+                            figures["offered"] += 1
+                            calls[(room, e["call"])] = {"slot": slot, "at": ts}
+                            caller = e.get("caller")
+                            if caller:
+                                history = callers[(room, caller)]
+                                if history and history[-1] > ts - 7 * 86400:
+                                    figures["repeat"] += 1
+                                history.append(ts)
+                        elif kind in ("call.answered", "call.abandoned",
+                                      "call.callback_requested", "call.ended",
+                                      "callback.attempted"):
+                            call = calls.get((room, e["call"]))
+                            if call is not None:
+                                figures = intervals[call["slot"]]
+                                if kind == "call.answered":
+                                    figures["waits"].append(ts - call["at"])
+                                elif kind == "call.abandoned":
+                                    figures["abandoned"] += 1
+                                call[kind] = ts
+                        elif kind == "handler.state":
+                            handlers[(room, e["handler"])].append((ts, e["state"]))
+                        else:
+                            incidents.setdefault((room, e["incident"]), {})[kind] = ts
+        return count / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+def live_totals(bootstrap: str, topic: str) -> int:
+    latest: dict[bytes, dict[str, Any]] = {}
+    for key, value, _p, _o in sorted(read_topic(bootstrap, topic, idle_seconds=0.3),
+                                     key=lambda m: (m[2], m[3])):
+        latest[key] = orjson.loads(value)
+    return sum(sum(state["totals"]["events"].values()) + state["totals"]["rejected"].get(
+        "duplicate", 0) for state in latest.values())
+
+
+def wait_applied(bootstrap: str, env: dict[str, str], expected: int, timeout: float,
+                 worker: Process) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker.proc.poll() is not None:
+            raise RuntimeError(worker.text()[-3000:])
+        if live_totals(bootstrap, env["PACESETTER_TOPIC_LIVE"]) >= expected:
+            return time.monotonic()
+        time.sleep(0.5)
+    raise TimeoutError(f"worker did not apply {expected} events in {timeout} s")
+
+
+async def produce_and_watch(bootstrap: str, env: dict[str, str], lines: list[bytes],
+                            timeout: float = 600) -> tuple[float, float, int]:
+    """Produce the lines as 200-event batches with aiokafka while watching the live topic;
+    return (seconds to produce, seconds until every event was applied, messages)."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    by_room: dict[str, list[bytes]] = defaultdict(list)
+    messages: list[tuple[str, bytes]] = []
+    for raw in lines:
+        room = orjson.loads(raw)["room"]
+        by_room[room].append(raw)
+        if len(by_room[room]) == 200:
+            messages.append((room, b"[" + b",".join(by_room.pop(room)) + b"]"))
+    messages += [(room, b"[" + b",".join(items) + b"]") for room, items in by_room.items()]
+    watcher = AIOKafkaConsumer(env["PACESETTER_TOPIC_LIVE"], bootstrap_servers=bootstrap,
+                               enable_auto_commit=False, auto_offset_reset="latest",
+                               fetch_max_wait_ms=10)
+    await watcher.start()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5,
+                                max_request_size=8 << 20, max_batch_size=1 << 20)
+    await producer.start()
+    try:
+        await asyncio.sleep(1.0)  # let the watcher get its partitions
+        started = time.monotonic()
+        sends = [await producer.send(env["PACESETTER_TOPIC_EVENTS"], value, key=room.encode())
+                 for room, value in messages]
+        await asyncio.gather(*sends)
+        produced = time.monotonic() - started
+        applied: dict[bytes, int] = {}
+        deadline = started + timeout
+        while time.monotonic() < deadline:
+            batches = await watcher.getmany(timeout_ms=100)
+            for batch in batches.values():
+                for message in batch:
+                    state = orjson.loads(message.value)
+                    applied[message.key] = sum(state["totals"]["events"].values()) + state[
+                        "totals"]["rejected"].get("duplicate", 0)
+            if sum(applied.values()) >= len(lines):
+                return produced, time.monotonic() - started, len(messages)
+        raise TimeoutError(f"applied {sum(applied.values())} of {len(lines)}")
+    finally:
+        await producer.stop()
+        await watcher.stop()
+
+
+def wait_ready(worker: Process, partitions: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker.text().count("rebuilt") >= partitions:
+            return
+        if worker.proc.poll() is not None:
+            raise RuntimeError(worker.text()[-3000:])
+        time.sleep(0.1)
+    raise TimeoutError("worker not ready:\n" + worker.text()[-3000:])
+
+
+def throughput(bootstrap: str, tmp: Path, lines: list[bytes]) -> dict[str, Any]:
+    env = topic_env(bootstrap, tmp)
+    topic = env["PACESETTER_TOPIC_EVENTS"]
+    worker = Process(["worker"], env, tmp / "throughput.log")
+    try:
+        wait_ready(worker, int(env["PACESETTER_PARTITIONS"]))
+        produced, applied, messages = asyncio.run(produce_and_watch(bootstrap, env, lines))
+    finally:
+        worker.stop()
+    ceiling = asyncio.run(raw_ceiling(bootstrap, topic, len(lines)))
+    worker_rate = len(lines) / applied
+    return {
+        "events": len(lines),
+        "messages": messages,
+        "produce_seconds": round(produced, 2),
+        "worker_events_per_second": round(worker_rate),
+        "raw_ceiling_events_per_second": round(ceiling),
+        "ratio_to_ceiling": round(worker_rate / ceiling, 3),
+        "what": "one running worker applying a simulated file sent as 200-event batches: from "
+                "the first message produced to every event applied (its live totals), beside "
+                "aiokafka parsing the same messages and updating the same figures in dicts",
+    }
+
+
+def recovery(bootstrap: str, tmp: Path, lines: list[bytes]) -> dict[str, Any]:
+    env = topic_env(bootstrap, tmp)
+    produce_lines(bootstrap, env["PACESETTER_TOPIC_EVENTS"], lines, batch=200)
+    first = Process(["worker"], env, tmp / "recovery-1.log")
+    try:
+        wait_applied(bootstrap, env, len(lines), 600, first)
+    finally:
+        first.stop()
+    partitions = int(env["PACESETTER_PARTITIONS"])
+    started = time.monotonic()
+    second = Process(["worker"], env, tmp / "recovery-2.log")
+    try:
+        wait_ready(second, partitions, 300)
+        ready = time.monotonic()
+        rebuild_lines = [ln for ln in second.text().splitlines() if "rebuilt" in ln]
+    finally:
+        second.stop()
+    return {
+        "events": len(lines),
+        "restart_to_caught_up_seconds": round(ready - started, 2),
+        "rebuild_log": [ln.split("]")[-1].strip() for ln in rebuild_lines
+                        if " 0 messages" not in ln],
+        "what": "a worker restarted after a clean stop: process start (incl. Faust group join) "
+                "to every partition rebuilt from the events topic and live",
+    }
+
+
+def national_memory(days: float = 7.0) -> dict[str, Any]:
+    """Engine memory with 7 days of a national call volume (32 M calls a year, 43 rooms)."""
+    import random
+
+    from services.engine import Engine
+    from services.settings import Settings
+
+    calls_per_day = 32_000_000 / 365
+    rooms = 43
+    engine = Engine(Settings())
+    rng = random.Random(7)
+    gc.collect()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    start_us = 1_793_491_200_000_000  # 2026-11-02T00:00Z
+    total_calls = int(calls_per_day * days)
+    wall = start_us + int(days * 86400e6) + 10 * 86400 * 1_000_000
+    callers = [f"k:{rng.getrandbits(64):016x}" for _ in range(total_calls // 2)]
+    step = days * 86400e6 / total_calls
+    n = 0
+    started = time.perf_counter()
+    for i in range(total_calls):
+        at = start_us + int(i * step)
+        room = f"room-{i % rooms}"
+        line = "999" if i % 3 == 0 else "101"
+        call = f"c-{i}"
+        ev = {"v": 1, "type": "call.offered", "room": room, "call": call, "line": line,
+              "caller": callers[rng.randrange(len(callers))]}
+        for kind, offset in (("call.offered", 0), ("call.answered", 8_000_000),
+                             ("call.ended", 200_000_000)):
+            n += 1
+            ev = dict(ev, id=f"e{n}", type=kind, at=_iso(at + offset))
+            if kind == "call.ended":
+                ev["outcome"] = "resolved"
+            engine.process(orjson.dumps(ev), wall)
+    elapsed = time.perf_counter() - started
+    engine.flush()
+    gc.collect()
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    callers_held = sum(len(r.callers) for r in engine.rooms.values())
+    return {
+        "calls": total_calls,
+        "events": n,
+        "rooms": rooms,
+        "caller_keys_held": callers_held,
+        "peak_rss_mb": round(after / 1024),
+        "rss_growth_mb": round((after - before) / 1024),
+        "engine_events_per_second": round(n / elapsed),
+        "what": f"{days:g} days of national volume (32 M calls a year over 43 rooms) through "
+                "the engine: peak resident memory of the process",
+    }
+
+
+def _iso(us: int) -> str:
+    from services.kpis import iso
+
+    return iso(us)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="smaller inputs")
+    args = parser.parse_args()
+    figures: dict[str, Any] = {}
+    # first, while this process holds nothing else: its peak memory is the engine's
+    figures["national_memory"] = national_memory(1.0 if args.quick else 7.0)
+    with tempfile.TemporaryDirectory() as tmp_dir, EmbeddedBroker(
+        "127.0.0.1", free_port()
+    ) as broker:
+        tmp = Path(tmp_dir)
+        days = 1 if args.quick else 7
+        lines = simulated_lines(rooms=4, days=days, seed=5)
+        figures["stream_throughput"] = throughput(broker.bootstrap, tmp, lines)
+        big_room = simulated_lines(rooms=1, days=days, seed=6, scale=3.0)
+        figures["recovery"] = recovery(broker.bootstrap, tmp, big_room)
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
