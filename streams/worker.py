@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -71,7 +72,8 @@ class StreamWorker:
         self.live_dirty: set[str] = set()
         self.plan_cache: dict[tuple[str, str, int], tuple[float, dict[str, Any] | None]] = {}
         self.processed_messages = 0
-        self.processed_events = 0
+        # one connection, used from the event loop (plan look-ups) and a thread (the sink)
+        self.store_lock = threading.Lock()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -306,7 +308,15 @@ class StreamWorker:
                     sends, self.pending_sends = self.pending_sends, []
                     await asyncio.gather(*sends)
         if finals and self.store is not None:
-            await asyncio.to_thread(self.store.upsert_intervals, finals)
+            await asyncio.to_thread(self._store_finals, finals)
+
+    def _store_finals(self, records: list[dict[str, Any]]) -> None:
+        """The history sink: final interval records into the store (an idempotent upsert)."""
+        try:
+            with self.store_lock:
+                self.store.upsert_intervals(records)
+        except Exception as exc:  # noqa: BLE001 - the store can lag; the topic keeps the facts
+            log.warning("history store: %d final intervals not stored (%s)", len(records), exc)
 
     async def _publish_live(self, force: bool) -> None:
         producer = self.producer
@@ -347,7 +357,8 @@ class StreamWorker:
             from services.events import from_us
 
             try:
-                row = store.current_plan(room, line, from_us(at_us))
+                with self.store_lock:
+                    row = store.current_plan(room, line, from_us(at_us))
             except Exception as exc:  # noqa: BLE001 - a store outage must not stop the stream
                 log.warning("staffing plan lookup failed: %s", exc)
                 row = None

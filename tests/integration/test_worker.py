@@ -98,6 +98,19 @@ def test_worker_records_equal_oracle_on_hostile_input(bootstrap: str, tmp_path: 
         assert reasons == rejected
         assert want.rejected.get("duplicate", 0) > 0
         assert sum(rejected.values()) > 0
+        # the history sink holds every final interval record, as published
+        from services.store import HistoryStore
+
+        finals = {k: r for k, r in want.intervals.items() if r["final"]}
+        assert finals
+        store = HistoryStore.open(env["PACESETTER_STORE_URL"])
+        stored = {f"{r['room']}|{r['line']}|{r['interval_start']}": r
+                  for room in {r["room"] for r in finals.values()}
+                  for r in store.intervals(room)}
+        for key, record in finals.items():
+            assert key in stored, key
+            assert stored[key]["offered"] == record["offered"]
+            assert stored[key]["answered"] == record["answered"]
     finally:
         worker.stop()
 
