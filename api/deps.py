@@ -19,6 +19,7 @@ from services.settings import LINE_PATTERN, Settings
 
 ROLE_RANK = {"viewer": 0, "scheduler": 1, "admin": 2}
 TIME_EXAMPLE = "2026-11-21T22:15:00Z"
+END_EXAMPLE = "2026-11-21T23:15:00Z"
 
 
 def get_settings(request: Request) -> Settings:
@@ -136,6 +137,7 @@ Scheduler = Depends(require("scheduler"))
 
 
 def _aware_time(value: Any) -> Any:
+    """Parse an RFC 3339 text with a zone; naive times are refused with the fix."""
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError(f"has no time zone: add 'Z' for UTC, e.g. {TIME_EXAMPLE}")
@@ -150,12 +152,14 @@ def _aware_time(value: Any) -> Any:
 AwareTime = Annotated[
     datetime,
     BeforeValidator(_aware_time),
-    WithJsonSchema({"type": "string", "format": "date-time", "example": TIME_EXAMPLE}),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
-StartQuery = Annotated[AwareTime | None, Query(description="from this time (inclusive), "
-                                               f"RFC 3339 with a zone, e.g. {TIME_EXAMPLE}")]
-EndQuery = Annotated[AwareTime | None, Query(description="until this time (exclusive), "
-                                             "RFC 3339 with a zone")]
+StartQuery = Annotated[AwareTime | None, Query(
+    description=f"from this time (inclusive), RFC 3339 with a zone, e.g. {TIME_EXAMPLE}",
+    examples=[TIME_EXAMPLE])]
+EndQuery = Annotated[AwareTime | None, Query(
+    description="until this time (exclusive), RFC 3339 with a zone; after start",
+    examples=[END_EXAMPLE])]
 LineQuery = Annotated[str | None, Query(pattern=LINE_PATTERN, description="a line, e.g. 999")]
 RoomFilter = Annotated[str | None, Query(max_length=64, description="only this room")]
 

@@ -8,10 +8,11 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection
 
 from api.app import create_app
+from api.deps import open_store
 from api.metrics import build_registry
 from api.readmodel import ReadModel
 from services.settings import Settings
-from tests.api.feeds import TOKENS, Feed, make_settings, make_topics, seed
+from tests.api.feeds import TOKENS, Feed, changed, make_settings, make_topics, seed
 
 # The schema is read at import time; the read model behind the app is bound by a fixture.
 app = create_app(Settings(bootstrap_servers="127.0.0.1:1", api_tokens=""))
@@ -30,8 +31,12 @@ def fed_app(bootstrap):
     assert model.wait_ready(30)
     app.state.settings, app.state.read_model = made, model
     app.state.registry = build_registry(model)
+    # An empty history store, as `pacesetter api` opens one: forecasts answer 409, not 503.
+    app.state.store = open_store(changed(made, store_url="sqlite:///:memory:"))
     yield app
     model.stop()
+    if app.state.store is not None:
+        app.state.store.close()
 
 
 @schema.parametrize()

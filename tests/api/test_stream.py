@@ -60,7 +60,8 @@ def test_stream_sends_live_state_then_changes(server, feed):
         feed.live(live_state("north", BASE + timedelta(seconds=5), in_queue=7))
         feed.alert(alert("north", "long_wait", "101", BASE, value=700.0, threshold=600.0))
         feed.flush()
-        events = reader.until(lambda ev: any(n == "alert" for n, _ in ev))
+        events = reader.until(lambda ev: any(n == "alert" for n, _ in ev) and any(
+            n == "live" and d["lines"]["999"]["in_queue"] == 7 for n, d in ev))
     lives = [d for n, d in events if n == "live"]
     assert lives[-1]["lines"]["999"]["in_queue"] == 7
     assert all(d["room"] == "north" for d in lives)
