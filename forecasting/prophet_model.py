@@ -38,6 +38,30 @@ def _quiet_imports() -> Any:
     return Prophet
 
 
+def _hand_arrays_to_stan(model: Any) -> None:
+    """Give CmdStan's JSON writer NumPy arrays instead of Prophet's nested lists.
+
+    Prophet's backend turns its data into Python lists, which the writer (stanio) then walks
+    value by value: about a third of a fit's time on 15-minute history. Arrays take the
+    writer's fast path and produce the same JSON. Only this model's backend is touched, and
+    only when it has the ``prepare_data`` step this relies on.
+    """
+    backend = getattr(model, "stan_backend", None)
+    original = getattr(backend, "prepare_data", None)
+    if backend is None or original is None:
+        return
+
+    def as_arrays(values: dict[str, Any]) -> dict[str, Any]:
+        return {k: np.asarray(v) if isinstance(v, list) else v
+                for k, v in values.items()}
+
+    def prepare_data(init: dict[str, Any], data: dict[str, Any]) -> tuple[Any, Any]:
+        init_out, data_out = original(init, data)
+        return as_arrays(init_out), as_arrays(data_out)
+
+    backend.prepare_data = prepare_data
+
+
 @dataclass
 class ProphetResult:
     """One fit's forecast (calls and interval per target interval) and fitted parameters.
@@ -104,6 +128,7 @@ def prophet_forecast(history: pd.Series, target: pd.DatetimeIndex,
                               condition_name="work")
         model.add_seasonality("daily_rest", period=1, fourier_order=DAILY_ORDER,
                               condition_name="rest")
+        _hand_arrays_to_stan(model)
         return model
 
     model = build()
