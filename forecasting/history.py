@@ -11,6 +11,7 @@ import pandas as pd
 
 from forecasting.calendar import INTERVAL
 from services.errors import PacesetterError
+from services.events import format_time
 from services.store import HistoryStore
 
 logger = logging.getLogger(__name__)
@@ -87,8 +88,8 @@ class History:
 
 
 def load_history(store: HistoryStore, room: str, line: str,
-                 end: datetime | None = None,
-                 max_weeks: int = MAX_HISTORY_WEEKS) -> History:
+                 end: datetime | None = None, max_weeks: int = MAX_HISTORY_WEEKS,
+                 purpose: str = "forecasting", needed_days: int = MIN_HISTORY_DAYS) -> History:
     """Read a line's final intervals (the last ``max_weeks`` weeks before ``end``).
 
     Raises:
@@ -100,12 +101,12 @@ def load_history(store: HistoryStore, room: str, line: str,
     rows = store.interval_series(room, line, start=start, end=end, final_only=True)
     if rows and end is None:
         last = pd.Timestamp(rows[-1][0])
-        first_kept = last - pd.Timedelta(weeks=max_weeks)
-        rows = [r for r in rows if pd.Timestamp(r[0]) > first_kept]
+        first_kept = format_time((last - pd.Timedelta(weeks=max_weeks)).to_pydatetime())
+        rows = [r for r in rows if r[0] > first_kept]  # RFC 3339 'Z' text sorts as time
     if not rows:
         raise NotEnoughHistory(
-            f"room {room!r} line {line!r} has no final intervals in the store; forecasting "
-            f"needs at least {MIN_HISTORY_DAYS} days: import them with "
+            f"room {room!r} line {line!r} has no final intervals in the store; {purpose} "
+            f"needs at least {needed_days} days: import them with "
             "'pacesetter import intervals FILE.csv'"
         )
     return history_from_rows(room, line, rows)

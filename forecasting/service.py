@@ -23,7 +23,13 @@ from forecasting.backtest import DEFAULT_WEEKS, HORIZON_DAYS, required_days, run
 from forecasting.baselines import aht_profile
 from forecasting.calendar import LONDON, local_day_bounds, utc_range
 from forecasting.erlang import erlang_a, erlang_c
-from forecasting.history import MIN_HISTORY_DAYS, History, NotEnoughHistory, history_from_rows
+from forecasting.history import (
+    MIN_HISTORY_DAYS,
+    History,
+    NotEnoughHistory,
+    history_from_rows,
+    load_history,
+)
 from forecasting.methods import PROPHET, CallForecast, forecast_calls
 from forecasting.plan import (
     StaffingRules,
@@ -390,12 +396,8 @@ def backtest(store: HistoryStore, room: str, line: str, weeks: int = DEFAULT_WEE
     Raises:
         NotEnoughHistory: too little history for ``weeks`` origins.
     """
-    rows = store.interval_series(room, line, final_only=True)
-    if not rows:
-        raise NotEnoughHistory(
-            f"room {room!r} line {line!r} has no final intervals in the store; a {weeks}-week "
-            f"backtest needs at least {required_days(weeks)} days")
-    history = history_from_rows(room, line, rows[-26 * 7 * 96:])
+    history = load_history(store, room, line, purpose=f"a {weeks}-week backtest",
+                           needed_days=required_days(weeks))
     result = run_backtest(history, weeks)
     if save:
         store.save_backtest(room, line, result["history_end"], result)
