@@ -22,18 +22,10 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from api.readmodel import ReadModel
+from services.alerts import RULES as ALERT_RULES
+from services.kpis import HANDLER_STATES
 
 SL_DEFINITIONS = ("answered", "offered", "excl_early_abandons")
-HANDLER_STATES = ("available", "on_call", "wrap_up", "unavailable", "logged_out")
-ALERT_RULES = (
-    "service_level_below_target",
-    "abandonment_above_standard",
-    "long_wait",
-    "failure_demand_high",
-    "staffing_gap",
-    "demand_above_forecast",
-    "incident_awaiting_beyond_target",
-)
 CALL_COUNTERS = (
     ("offered", "Calls offered"),
     ("answered", "Calls answered"),
