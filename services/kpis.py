@@ -104,6 +104,7 @@ def interval_record(
     band_10 = band_60 = band_over = 0
     waits: list[int] = []
     max_wait: int | None = None
+    queued_us = 0
     ended = 0
     handle_us = 0
     wrap_total = 0.0
@@ -127,6 +128,7 @@ def interval_record(
                     max_wait = age
             continue
         wait = call.exit_us - call.offered_us
+        queued_us += wait
         if max_wait is None or wait > max_wait:
             max_wait = wait
         if kind == ANSWERED:
@@ -183,6 +185,9 @@ def interval_record(
         "answer_wait_p50_seconds": seconds(nearest_rank(waits, 1, 2)),
         "answer_wait_p90_seconds": seconds(nearest_rank(waits, 9, 10)),
         "max_wait_seconds": seconds(max_wait),
+        # total queue time of the calls that left the queue: Erlang A's patience estimate is
+        # this over the abandons (METRICS.md, "Forecasts and staffing")
+        "queue_seconds": queued_us / US,
         "answer_bands": {
             "under_10s": band_10,
             "from_10s_to_60s": band_60,

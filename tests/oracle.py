@@ -360,6 +360,7 @@ def interval_record(
     abandoned_within = sum(1 for w in abandon_waits if w < threshold_us)
 
     exited_waits = [c.wait_us for c in calls if c.wait_us is not None]
+    queue_seconds = math.fsum(secs(w) for w in exited_waits)
     if not final:
         exited_waits += [now_us - c.offered.at_us for c in queued]
     handling = [
@@ -404,6 +405,7 @@ def interval_record(
         "answer_wait_p50_seconds": nearest_rank(answer_waits, 5),
         "answer_wait_p90_seconds": nearest_rank(answer_waits, 9),
         "max_wait_seconds": secs(max(exited_waits)) if exited_waits else None,
+        "queue_seconds": queue_seconds,
         "answer_bands": {
             "under_10s": sum(1 for w in answer_waits if w < 10 * US),
             "from_10s_to_60s": sum(1 for w in answer_waits if 10 * US <= w < 60 * US),

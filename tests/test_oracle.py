@@ -83,6 +83,7 @@ def basic_final_record() -> dict[str, Any]:
     # Bands: 4 -> under 10 s, 25.5 -> 10-60 s, 70 -> 60 s and over.
     # AHT over answered-and-ended c1, c2: (330 + 200)/2 = 265.
     # Callback: 1 requested, 1 with a successful attempt -> rate 1.0.
+    # Queue time of the calls that left the queue: 4+25.5+3+40+30+70+7 = 179.5 s.
     return {
         "room": "north",
         "line": "999",
@@ -107,6 +108,7 @@ def basic_final_record() -> dict[str, Any]:
         "answer_wait_p50_seconds": 25.5,
         "answer_wait_p90_seconds": 70.0,
         "max_wait_seconds": 70.0,
+        "queue_seconds": 179.5,
         "answer_bands": {"under_10s": 1, "from_10s_to_60s": 1, "60s_and_over": 1},
         "aht_seconds": 265.0,
         "callback_successes": 1,
@@ -294,6 +296,7 @@ def test_events_md_example() -> None:
         "answer_wait_p50_seconds": None,
         "answer_wait_p90_seconds": None,
         "max_wait_seconds": 96.75,
+        "queue_seconds": 96.75,  # the one abandon's wait
         "answer_bands": {"under_10s": 0, "from_10s_to_60s": 0, "60s_and_over": 0},
         "aht_seconds": None,
         "repeat_contacts": 0,
@@ -316,6 +319,7 @@ def test_events_md_example() -> None:
         "answer_wait_p50_seconds": 4.5,
         "answer_wait_p90_seconds": 4.5,
         "max_wait_seconds": 4.5,
+        "queue_seconds": 4.5,  # the one answer's wait
         "answer_bands": {"under_10s": 1, "from_10s_to_60s": 0, "60s_and_over": 0},
         "aht_seconds": 230.5,
         "repeat_contacts": 1,
