@@ -521,7 +521,8 @@ class Room:
             self._wait(("i", incident_id), child, interval_start(child.at_us) + INTERVAL_US)
             return
         if incident.final:
-            self._too_late(child.event, incident.start, source, "the attendance horizon")
+            if child.event.type != "incident.closed":  # a closure changes no figure
+                self._too_late(child.event, incident.start, source, "the attendance horizon")
             return
         self._attach_incident_child(incident, child)
 

@@ -209,7 +209,9 @@ class _Arrivals:
             if parent is None:
                 self.waiting[room].append(item)
             elif self.is_final(room, interval_of(parent.at_us), self.horizon_us):
-                self.rejected["too_late"] += 1
+                # DEFINITIONS.md 6: a closure changes no attendance figure, so it is never late
+                if ev.type != "incident.closed":
+                    self.rejected["too_late"] += 1
             else:
                 self.incident_events[(room, ev.incident or "")].append(item)
         elif ev.type == "handler.state":

@@ -20,6 +20,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser("report", help="the interval figures of a JSONL event file, without Kafka")
     p.add_argument("file", help="JSONL file, or - for standard input")
     p.add_argument("--json", action="store_true", help="JSON lines: every record with its kind")
+    p.add_argument("--store", metavar="URL", nargs="?", const="",
+                   help="also keep the final interval records in the history store, for "
+                        "forecasts (default URL: PACESETTER_STORE_URL)")
     p.set_defaults(handler=cmd_report)
 
 
@@ -37,7 +40,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     from services.ingest import read_lines
     from services.report import compute_records
 
-    report = compute_records(read_lines(args.file), load_settings())
+    settings = load_settings()
+    report = compute_records(read_lines(args.file), settings)
+    if args.store is not None:
+        from services.store import HistoryStore
+
+        finals = [r for r in report.intervals.values() if r["final"]]
+        with HistoryStore.open(args.store or settings.store_url) as store:
+            store.upsert_intervals(finals)
+        print(f"{len(finals)} final interval records stored in "
+              f"{args.store or settings.store_url}", file=sys.stderr)
     if args.json:
         out = sys.stdout.buffer
         for kind, records in (("interval", report.intervals), ("attendance", report.attendance),
