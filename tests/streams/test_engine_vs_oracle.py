@@ -165,3 +165,23 @@ def test_report_command_prints_the_engine_records(tmp_path: Any, capsys: Any) ->
     assert main(["report", str(path)]) == 0
     table = capsys.readouterr().out
     assert "interval records; rejected:" in table and "duplicate" in table
+
+
+def test_report_can_keep_final_intervals_in_the_history_store(tmp_path: Any) -> None:
+    from pacesetter.cli import main
+    from services.store import HistoryStore
+
+    lines = [orjson.dumps(e) for e in random_room_events(10)]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    url = f"sqlite:///{tmp_path}/history.db"
+    assert main(["report", str(path), "--store", url]) == 0
+    finals = {k: r for k, r in oracle.compute(lines).intervals.items() if r["final"]}
+    assert finals
+    with HistoryStore.open(url) as store:
+        stored = {f"{r['room']}|{r['line']}|{r['interval_start']}": r
+                  for r in store.intervals("north")}
+    assert set(stored) == set(finals)
+    for key, record in finals.items():
+        assert stored[key]["offered"] == record["offered"]
+        assert stored[key]["queue_seconds"] == pytest.approx(record["queue_seconds"])
