@@ -65,7 +65,8 @@ def result_line(text: str) -> dict[str, Any] | None:
     if not lines:
         return None
     line = lines[-1]
-    out: dict[str, Any] = {"parsed_from": line}
+    out: dict[str, Any] = {"parsed_from": line,
+                           "output": [ln for ln in text.splitlines() if ln.strip()][-6:]}
     for phase in ("warm", "cold"):
         found = re.search(rf"([0-9]+(?:\.[0-9]+)?) s {phase}", line)
         if found:
@@ -188,7 +189,7 @@ def goals(results: dict[str, Any], quick: bool) -> dict[str, Any]:
     days_note = None
     what = str(dig(stream, "national_memory", "what") or "")
     if not what.startswith("7 days") and rss is not None:
-        days_note = f"measured with less than a week: {what.split(' of ')[0]}"
+        days_note = f"measured over {what.split(' of ')[0]} of national volume, not 7 days"
     out["national_state"] = goal("national state < 2 GB", rss, "MB",
                                  rss is not None and rss < 2048,
                                  "stream.national_memory.peak_rss_mb", days_note)
