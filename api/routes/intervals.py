@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+import orjson
+from fastapi import APIRouter, Query, Response
 
 from api.deps import (
     AUTH_RESPONSES,
@@ -27,9 +28,22 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "unknown room
 Grade = Literal["immediate", "priority", "scheduled", "resolution"]
 
 
-@router.get("/intervals", summary="Call interval records, oldest first", responses=NOT_FOUND)
+Records = list[dict[str, Any]]
+
+
+def json_records(records: Records) -> Response:
+    """Records as JSON bytes, straight from orjson.
+
+    A day of a room's intervals is a few hundred nested records: FastAPI's generic encoder
+    took tens of milliseconds per response (API p99 goal: 50 ms at 500 requests/s).
+    """
+    return Response(orjson.dumps(records), media_type="application/json")
+
+
+@router.get("/intervals", summary="Call interval records, oldest first", responses=NOT_FOUND,
+            response_model=Records)
 def intervals(room: RoomDep, model: ReadModelDep, store: StoreDep, span: TimeRangeDep,
-              line: LineQuery = None) -> list[dict[str, Any]]:
+              line: LineQuery = None) -> Response:
     """Records with ``start ≤ interval_start < end``, oldest first, then by line.
 
     Recent intervals come from memory; older ones from the history store, when there is one.
@@ -37,26 +51,26 @@ def intervals(room: RoomDep, model: ReadModelDep, store: StoreDep, span: TimeRan
     recent = model.intervals(room, line, span.start, span.end)
     horizon = model.oldest_interval(room)
     if store is None or horizon is None or (span.start is not None and span.start >= horizon):
-        return recent
+        return json_records(recent)
     end = horizon if span.end is None else min(span.end, horizon)
     try:
         older = store.intervals(room, line=line, start=span.start, end=end)
     except Exception:  # the store is a convenience here: memory still answers
         log.exception("history store failed for %s intervals before %s", room, horizon)
-        return recent
-    return merge_by_key(older, recent, ("room", "line", "interval_start"))
+        return json_records(recent)
+    return json_records(merge_by_key(older, recent, ("room", "line", "interval_start")))
 
 
 @router.get("/attendance", summary="Incident and attendance records per interval and grade",
-            responses=NOT_FOUND)
+            responses=NOT_FOUND, response_model=Records)
 def attendance(room: RoomDep, model: ReadModelDep, span: TimeRangeDep,
-               grade: Annotated[Grade | None, Query()] = None) -> list[dict[str, Any]]:
+               grade: Annotated[Grade | None, Query()] = None) -> Response:
     """Records by interval of incident creation, oldest first, then by grade."""
-    return model.attendance(room, grade, span.start, span.end)
+    return json_records(model.attendance(room, grade, span.start, span.end))
 
 
 @router.get("/handlers", summary="Handler-state seconds and occupancy per interval",
-            responses=NOT_FOUND)
-def handlers(room: RoomDep, model: ReadModelDep, span: TimeRangeDep) -> list[dict[str, Any]]:
+            responses=NOT_FOUND, response_model=Records)
+def handlers(room: RoomDep, model: ReadModelDep, span: TimeRangeDep) -> Response:
     """Handler records, oldest first."""
-    return model.handlers(room, span.start, span.end)
+    return json_records(model.handlers(room, span.start, span.end))
