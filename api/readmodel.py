@@ -156,6 +156,8 @@ class ReadModel:
         try:
             loop.run_until_complete(self._supervise())
         finally:
+            if not self._stopping.is_set():
+                self._set_state(False, "the read model stopped unexpectedly: see the log")
             loop.close()
             self._loop = None
 
@@ -166,7 +168,7 @@ class ReadModel:
             try:
                 await self._consume()
                 backoff = 0.5
-            except Exception as exc:  # noqa: BLE001 - any failure: not ready, reconnect
+            except (Exception, asyncio.CancelledError) as exc:  # noqa: BLE001 - reconnect
                 self._set_state(False, f"Kafka at {self.settings.bootstrap_servers} "
                                        f"unreachable: {exc or type(exc).__name__}; reconnecting")
                 log.warning("read model: %s; reconnecting in %.1f s", exc or type(exc).__name__,
@@ -208,7 +210,7 @@ class ReadModel:
         try:
             await consumer.start()
         except BaseException:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await consumer.stop()
             raise
         try:
@@ -242,7 +244,13 @@ class ReadModel:
                     for tp in list(pending):
                         position = await consumer.position(tp)
                         target = targets.get(tp) or 0
+                        highwater = consumer.highwater(tp)
                         if position > target:
+                            pending.discard(tp)
+                        elif (highwater is not None and position >= highwater
+                              and tp not in batch and position < target):
+                            # an end offset reported for records that never arrived (seen
+                            # right after topics were recreated): the fetch says it's all
                             pending.discard(tp)
                         elif position == target:
                             # tansu's end offset can be the base offset of the last batch:
@@ -263,13 +271,17 @@ class ReadModel:
                 if self._applied_since_prune > 5000:
                     self.prune()
         finally:
-            with contextlib.suppress(Exception):
+            # aiokafka's stop() can raise CancelledError (it awaits fetch tasks it has just
+            # cancelled): swallowing only Exception here killed the read model's thread.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(consumer.stop(), 5)
 
     async def _partitions(self, consumer: Any, topic: str) -> set[int]:
         deadline = time.monotonic() + 30
         while not self._stopping.is_set():
-            await consumer.topics()  # refreshes metadata
+            # consumer.topics() fills a throwaway copy; the consumer's own metadata must be
+            # refreshed to see a topic created after it started
+            await consumer._client.force_metadata_update()
             found = consumer.partitions_for_topic(topic)
             if found:
                 return set(found)
