@@ -286,6 +286,10 @@ class Room:
         self.handler_emitted_now: int | None = None
         self.dirty_calls: set[Call] = set()
         self.dirty_buckets: set[tuple[str, int]] = set()
+        # for the live view: calls with no exit by line, and per open bucket its summary
+        self.queued: dict[str, set[Call]] = {}
+        self.stats_dirty: set[tuple[str, int]] = set()
+        self.bucket_stats: dict[tuple[str, int], BucketStats] = {}
         self.dirty_incidents: set[Incident] = set()
         self.dirty_inc_buckets: set[tuple[str, int]] = set()
         self.lines: set[str] = set()
@@ -568,6 +572,11 @@ class Room:
         dirty = self.dirty_calls
         for call in dirty:
             call.derive_own()
+            queued = self.queued.setdefault(call.line, set())
+            if call.exit_type is None:
+                queued.add(call)
+            else:
+                queued.discard(call)
         window = self.config.repeat_window_us
         # A changed call can change the previous contact of the same caller's later calls.
         later: set[Call] = set()
@@ -585,6 +594,7 @@ class Room:
         for call in dirty | later:
             self._derive_repeat(call)
             self.dirty_buckets.add((call.line, call.start))
+            self.stats_dirty.add((call.line, call.start))
         self.dirty_calls = set()
 
     def _derive_repeat(self, call: Call) -> None:
@@ -701,12 +711,16 @@ class Room:
                 record = self._interval(key, self.closed_us + self.config.grace_us, final=True)
                 del self.buckets[key]
                 self.dirty_buckets.discard(key)
+                self.stats_dirty.discard(key)
+                self.bucket_stats.pop(key, None)
                 self.out.records.append(("interval", self._interval_key(key), record))
                 self._remember(line, start, record, bucket)
+                queued = self.queued.get(line, set())
                 for call in bucket:
                     for reason, child, error in call.rejected_children():
                         self._reject(reason, error, child.event)
                     call.compact()
+                    queued.discard(call)
         self._prune()
 
     def _remember(self, line: str, start: int, record: dict[str, Any], calls: list[Call]) -> None:
@@ -783,6 +797,43 @@ class Room:
         """Calls of open intervals."""
         for bucket in self.buckets.values():
             yield from bucket
+
+    def stats(self) -> dict[tuple[str, int], BucketStats]:
+        """Summaries of the open buckets, recomputed only for buckets that changed."""
+        self._derive()
+        for key in self.stats_dirty:
+            calls = self.buckets.get(key)
+            if calls is not None:
+                self.bucket_stats[key] = BucketStats.of(
+                    calls, self.config.limits(key[0]).short_abandon_us)
+        self.stats_dirty = set()
+        return self.bucket_stats
+
+
+@dataclass
+class BucketStats:
+    """What the live view needs of one open bucket, so it need not walk every call."""
+
+    offered: int
+    abandoned: int
+    short_abandoned: int
+    failure_demand: int
+    totals: dict[str, Any]
+
+    @classmethod
+    def of(cls, calls: list[Call], short_us: int) -> BucketStats:
+        """Summarize a bucket's calls."""
+        abandoned = short = failure = 0
+        for call in calls:
+            if call.exit_type == ABANDONED:
+                abandoned += 1
+                if call.exit_us - call.offered_us < short_us:
+                    short += 1
+            if call.repeat and call.failure:
+                failure += 1
+        totals = new_totals()
+        add_totals(totals, calls)
+        return cls(len(calls), abandoned, short, failure, totals)
 
 
 def new_totals() -> dict[str, Any]:
