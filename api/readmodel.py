@@ -77,6 +77,8 @@ class _Tables:
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
     lines: dict[str, set[str]] = field(default_factory=dict)
     newest: dict[str, datetime] = field(default_factory=dict)
+    # bumped whenever a room's records of a kind change: keys of cached responses
+    versions: dict[tuple[str, str], int] = field(default_factory=dict)
 
 
 class ReadModel:
@@ -330,6 +332,7 @@ class ReadModel:
             raise ValueError("record without room or interval_start")
         stored = _Stored(start, record)
         with self._lock:
+            self._t.versions[(room, kind)] = self._t.versions.get((room, kind), 0) + 1
             if kind == "interval":
                 self._t.intervals[(room, record["line"], record["interval_start"])] = stored
                 self._t.lines.setdefault(room, set()).add(record["line"])
@@ -421,6 +424,11 @@ class ReadModel:
         """The latest live state of every room."""
         with self._lock:
             return [self._t.live[r] for r in sorted(self._t.live)]
+
+    def version(self, room: str, kind: str) -> tuple[int, int]:
+        """Changes whenever the room's records of ``kind`` change (or the model restarts)."""
+        with self._lock:
+            return (id(self._t), self._t.versions.get((room, kind), 0))
 
     def oldest_interval(self, room: str) -> datetime | None:
         """Start of the oldest interval still held in memory for a room."""

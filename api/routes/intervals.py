@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -40,6 +43,40 @@ def json_records(records: Records) -> Response:
     return Response(orjson.dumps(records), media_type="application/json")
 
 
+class ResponseCache:
+    """The bytes of recent answers, valid while the read model's version of them holds.
+
+    Dashboards ask for the same day of intervals again and again; the records change only
+    when the worker publishes, so most requests are served without touching a record.
+    """
+
+    def __init__(self, size: int = 512) -> None:
+        self.size = size
+        self.entries: OrderedDict[Hashable, tuple[Hashable, bytes]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: Hashable, version: Hashable) -> Response | None:
+        """The cached answer of ``key`` if it is of ``version``."""
+        with self.lock:
+            found = self.entries.get(key)
+            if found is None or found[0] != version:
+                return None
+            self.entries.move_to_end(key)
+        return Response(found[1], media_type="application/json")
+
+    def put(self, key: Hashable, version: Hashable, response: Response) -> Response:
+        """Remember an answer."""
+        with self.lock:
+            self.entries[key] = (version, bytes(response.body))
+            self.entries.move_to_end(key)
+            while len(self.entries) > self.size:
+                self.entries.popitem(last=False)
+        return response
+
+
+CACHE = ResponseCache()
+
+
 @router.get("/intervals", summary="Call interval records, oldest first", responses=NOT_FOUND,
             response_model=Records)
 def intervals(room: RoomDep, model: ReadModelDep, store: StoreDep, span: TimeRangeDep,
@@ -48,10 +85,16 @@ def intervals(room: RoomDep, model: ReadModelDep, store: StoreDep, span: TimeRan
 
     Recent intervals come from memory; older ones from the history store, when there is one.
     """
-    recent = model.intervals(room, line, span.start, span.end)
     horizon = model.oldest_interval(room)
     if store is None or horizon is None or (span.start is not None and span.start >= horizon):
-        return json_records(recent)
+        key = ("intervals", id(model), room, line, span.start, span.end)
+        version = model.version(room, "interval")
+        cached = CACHE.get(key, version)
+        if cached is not None:
+            return cached
+        return CACHE.put(key, version, json_records(
+            model.intervals(room, line, span.start, span.end)))
+    recent = model.intervals(room, line, span.start, span.end)
     end = horizon if span.end is None else min(span.end, horizon)
     try:
         older = store.intervals(room, line=line, start=span.start, end=end)
