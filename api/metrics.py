@@ -81,6 +81,13 @@ class ReadModelCollector(Collector):
         required = GaugeMetricFamily("pacesetter_staffing_required_handlers",
                                      "Handlers the staffing plan requires this interval",
                                      labels=["room", "line"])
+        forecast = GaugeMetricFamily("pacesetter_forecast_calls",
+                                     "Calls the staffing plan forecasts for this interval",
+                                     labels=["room", "line"])
+        forecast_upper = GaugeMetricFamily(
+            "pacesetter_forecast_calls_upper",
+            "Upper bound of the forecast's prediction interval for this interval",
+            labels=["room", "line"])
         handlers = GaugeMetricFamily("pacesetter_handlers", "Call handlers by state now",
                                      labels=["room", "state"])
         awaiting = GaugeMetricFamily("pacesetter_incidents_awaiting_dispatch",
@@ -132,6 +139,10 @@ class ReadModelCollector(Collector):
                 staffing = live.get("staffing") or {}
                 if (n := _number(staffing.get("required_handlers"))) is not None:
                     required.add_metric([room, line], n)
+                if (n := _number(staffing.get("forecast_calls"))) is not None:
+                    forecast.add_metric([room, line], n)
+                if (n := _number(staffing.get("forecast_calls_upper"))) is not None:
+                    forecast_upper.add_metric([room, line], n)
             now = state.get("handlers") or {}
             for handler_state in HANDLER_STATES:
                 handlers.add_metric([room, handler_state], _number(now.get(handler_state)) or 0.0)
@@ -150,7 +161,8 @@ class ReadModelCollector(Collector):
 
         yield from counters.values()
         yield wait
-        yield from (queue, longest, service, abandon, failure, required, handlers,
+        yield from (queue, longest, service, abandon, failure, required, forecast, forecast_upper,
+                    handlers,
                     awaiting, awaiting_age)
         yield self._alerts(states)
 

@@ -88,3 +88,23 @@ def test_promtool_check_metrics_passes(exposition):
     result = subprocess.run([promtool, "check", "metrics"], input=exposition.encode(),
                             capture_output=True, timeout=60, check=False)
     assert result.returncode == 0, (result.stdout + result.stderr).decode()
+
+
+def test_staffing_plan_figures_are_exported_for_grafana():
+    from api.metrics import build_registry
+    from api.readmodel import ReadModel
+    from services.settings import Settings
+
+    settings = Settings(bootstrap_servers="127.0.0.1:1", api_tokens="")
+    model = ReadModel(settings)
+    staffing = {"required_handlers": 9, "forecast_calls": 31.5, "forecast_calls_upper": 38.0}
+    model.apply(settings.topic_live, {
+        "room": "north", "now": "2026-11-21T22:20:00Z", "mode": "live",
+        "lines": {"999": {"in_queue": 0, "longest_wait_seconds": None, "interval": None,
+                          "rolling_60m": {}, "rolling_24h": {}, "staffing": staffing}},
+        "handlers": {}, "incidents_awaiting_dispatch": {}, "alerts": [], "totals": {}})
+    registry = build_registry(model)
+    labels = {"room": "north", "line": "999"}
+    assert registry.get_sample_value("pacesetter_staffing_required_handlers", labels) == 9
+    assert registry.get_sample_value("pacesetter_forecast_calls", labels) == 31.5
+    assert registry.get_sample_value("pacesetter_forecast_calls_upper", labels) == 38.0
