@@ -26,11 +26,11 @@ class LineProfile(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    threshold_seconds: float = Field(60.0, gt=0)
-    service_level_target: float = Field(0.80, gt=0, le=1)
-    short_abandon_seconds: float = Field(5.0, ge=0)
-    abandonment_standard: float | None = Field(0.05, ge=0, le=1)
-    longest_wait_alert_seconds: float = Field(600.0, gt=0)
+    threshold_seconds: float = Field(default=60.0, gt=0)
+    service_level_target: float = Field(default=0.80, gt=0, le=1)
+    short_abandon_seconds: float = Field(default=5.0, ge=0)
+    abandonment_standard: float | None = Field(default=0.05, ge=0, le=1)
+    longest_wait_alert_seconds: float = Field(default=600.0, gt=0)
 
 
 DEFAULT_PROFILE = LineProfile()
@@ -65,28 +65,27 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, frozen=True, extra="ignore", validate_default=True
     )
 
-    bootstrap_servers: str = Field("127.0.0.1:9092", min_length=3)
+    bootstrap_servers: str = Field(default="127.0.0.1:9092", min_length=3)
     topic_events: str = "pacesetter.events"
     topic_intervals: str = "pacesetter.intervals"
     topic_live: str = "pacesetter.live"
     topic_alerts: str = "pacesetter.alerts"
     topic_deadletter: str = "pacesetter.deadletter"
-    partitions: int = Field(8, ge=1, le=1024)
-    replication_factor: int = Field(1, ge=1, le=16)
+    partitions: int = Field(default=8, ge=1, le=1024)
+    replication_factor: int = Field(default=1, ge=1, le=16)
 
-    grace_seconds: float = Field(7200.0, ge=0)
-    repeat_window_seconds: float = Field(7 * 86400.0, gt=0)
-    max_queue_seconds: float = Field(3600.0, gt=0)
-    max_future_seconds: float = Field(86400.0, gt=0)
-    live_lag_seconds: float = Field(300.0, gt=0)
-    attendance_horizon_seconds: float = Field(50 * 3600.0, gt=0)
-    live_publish_seconds: float = Field(5.0, gt=0)
-    max_occupancy: float = Field(0.85, gt=0, le=1)
-    shrinkage: float = Field(0.35, ge=0, lt=1)
+    grace_seconds: float = Field(default=7200.0, ge=0)
+    repeat_window_seconds: float = Field(default=7 * 86400.0, gt=0)
+    max_queue_seconds: float = Field(default=3600.0, gt=0)
+    max_future_seconds: float = Field(default=86400.0, gt=0)
+    live_lag_seconds: float = Field(default=300.0, gt=0)
+    attendance_horizon_seconds: float = Field(default=50 * 3600.0, gt=0)
+    max_occupancy: float = Field(default=0.85, gt=0, le=1)
+    shrinkage: float = Field(default=0.35, ge=0, lt=1)
     line_profiles: dict[str, LineProfile] = Field(default_factory=dict)
 
     api_host: str = "127.0.0.1"
-    api_port: int = Field(8000, ge=0, le=65535)
+    api_port: int = Field(default=8000, ge=0, le=65535)
     api_tokens: SecretStr = SecretStr("")
     store_url: str = "sqlite:///data/pacesetter.db"
     caller_key: SecretStr | None = None
