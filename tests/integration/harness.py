@@ -95,7 +95,10 @@ def read_topic(bootstrap: str, topic: str, idle_seconds: float = 1.5,
             out = []
             deadline = time.monotonic() + timeout
             last = time.monotonic()
-            while time.monotonic() < deadline and time.monotonic() - last < idle_seconds:
+            # Until the first message, allow a slow first fetch (a busy broker): an early,
+            # empty answer must not read as "the topic is empty".
+            while time.monotonic() < deadline and time.monotonic() - last < (
+                    idle_seconds if out else max(idle_seconds, 3.0)):
                 batches = await consumer.getmany(timeout_ms=200, max_records=10000)
                 for tp, messages in batches.items():
                     for m in messages:

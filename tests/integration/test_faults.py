@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from services.broker import ensure_topics
 from services.simulator import simulate_events
 from tests import oracle
-from tests.integration.harness import Process, produce_lines, topic_env
+from tests.integration.harness import Process, produce_lines, topic_env, wait_until
 from tests.integration.test_worker import live_states, wait_for_oracle
 
 pytestmark = pytest.mark.integration
@@ -94,8 +94,14 @@ def test_a_million_invalid_events_are_all_dead_lettered_and_counted_while_valid_
         elapsed = time.monotonic() - started
         assert sum(reasons.values()) == FLOOD, reasons
         assert reasons["invalid"] == FLOOD
-        live = live_states(bootstrap, env["PACESETTER_TOPIC_LIVE"])
-        assert live["north"]["totals"]["rejected"]["invalid"] == FLOOD
+        live: dict = {}
+
+        def counted() -> bool:
+            live.update(live_states(bootstrap, env["PACESETTER_TOPIC_LIVE"]))
+            return live.get("north", {}).get("totals", {}).get("rejected", {}).get(
+                "invalid") == FLOOD
+
+        wait_until(counted, 60, interval=2, what="the live state to count the flood")
         # the worker kept pace: it did not fall over, and it published the records as it went
         assert worker.proc.poll() is None
         print(f"flood of {FLOOD} invalid events handled in {elapsed:.1f} s")
