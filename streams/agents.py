@@ -8,7 +8,7 @@ from typing import Any
 import faust
 
 from streams.app import events_topic
-from streams.worker import StreamWorker
+from streams.worker import FLUSH_SECONDS, StreamWorker
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def register(app: faust.App, worker: StreamWorker) -> None:
             message = event.message
             await worker.handle(message.partition, message.offset, message.key, message.value)
 
-    @app.timer(interval=worker_flush_seconds())
+    @app.timer(interval=FLUSH_SECONDS)
     async def publish_changes() -> None:
         """Publish what changed even when no message arrives."""
         await worker.flush()
@@ -55,11 +55,3 @@ def register(app: faust.App, worker: StreamWorker) -> None:
     async def start_publisher() -> None:
         await worker.start()
 
-    app.worker_ref = worker  # type: ignore[attr-defined]
-
-
-def worker_flush_seconds() -> float:
-    """How often changes are published when the stream is quiet."""
-    from streams.worker import FLUSH_SECONDS
-
-    return FLUSH_SECONDS

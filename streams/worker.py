@@ -71,7 +71,6 @@ class StreamWorker:
         self.live_sent: dict[str, float] = {}
         self.live_dirty: set[str] = set()
         self.plan_cache: dict[tuple[str, str, int], tuple[float, dict[str, Any] | None]] = {}
-        self.processed_messages = 0
         # one connection, used from the event loop (plan look-ups) and a thread (the sink)
         self.store_lock = threading.Lock()
 
@@ -226,7 +225,6 @@ class StreamWorker:
                 state.rooms.add(room)
                 self.books[room] = AlertBook(room)
         self.live_dirty |= touched
-        self.processed_messages += 1
         if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
             await self.flush()
 
