@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services import kpis
-from services.events import ROOM_RE, Event, InvalidEvent, decode_message, parse_event
+from services.events import (
+    ROOM_RE,
+    Event,
+    InvalidEvent,
+    decode_batch,
+    decode_message,
+    parse_event,
+)
 from services.ingest import redact
 from services.kpis import ABANDONED, ANSWERED, CALLBACK, INTERVAL_US, US, interval_start, iso
 from services.settings import Settings
@@ -895,8 +902,17 @@ class Engine:
         source: dict[str, Any] | None = None,
     ) -> set[str]:
         """Apply one Kafka message (an event or a batch); return the rooms it touched."""
-        touched: set[str] = set()
         key_room = key.decode("utf-8", "replace") if key else None
+        events = decode_batch(value, key_room, wall_us, self.config.max_future_seconds)
+        if events is not None:  # the common case: a valid batch of one room
+            if not events:
+                return set()
+            room = self.room(events[0].room)
+            apply = room.apply
+            for event in events:
+                apply(event, wall_us, source)
+            return {room.name}
+        touched: set[str] = set()
         try:
             items = decode_message(value)
         except InvalidEvent as exc:
