@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import logging
 from bisect import bisect_left, insort
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,6 +139,19 @@ class Call:
                 yield "invalid_callback", child, (
                     f"call: call {self.id} did not request a callback"
                 )
+
+    def has_rejected(self) -> bool:
+        """Whether any of this call's events does not count (``rejected_children`` says which).
+
+        The common case, one exit, at most one end and no stray callback attempt, is told
+        without walking them.
+        """
+        exits, ends = self.exits, self.ends
+        return (
+            len(exits) > 1 or (len(exits) == 1 and exits[0].seq != self.exit_seq)
+            or len(ends) > 1 or (len(ends) == 1 and ends[0].at_us != self.end_us)
+            or (bool(self.attempts) and self.exit_type != CALLBACK)
+        )
 
     def compact(self) -> None:
         """Drop what a final call no longer needs (its figures are fixed)."""
@@ -274,6 +288,7 @@ class Room:
         self.open_starts: list[int] = []  # heap of starts of open call buckets
         self.open_start_set: set[int] = set()
         self.callers: dict[str, list[tuple[int, int, Call]]] = {}
+        self.offers: deque[Call] = deque()  # accepted calls in arrival order, for pruning
         self.pending: dict[tuple[str, str], list[Child]] = {}
         # (deadline, seq, id) of waiting children, for calls and for incidents
         self.pending_heaps: dict[str, list[tuple[int, int, str]]] = {"c": [], "i": []}
@@ -328,21 +343,30 @@ class Room:
             expire: also dead-letter waiting children whose interval is now final; an arriving
                 event is judged (and adopts its children) before that happens.
         """
-        self.wall_us = max(self.wall_us, wall_us)
+        if wall_us > self.wall_us:
+            self.wall_us = wall_us
         if self.watermark_us is None:
             return
         now = self.now_us
-        closed = now - self.config.grace_us
-        inc_closed = now - self.config.attendance_horizon_us
+        config = self.config
+        closed = now - config.grace_us
         if closed > self.closed_us:
+            # Intervals start on quarter hours, so what is final, and which waiting children
+            # expire, changes only when ``closed`` passes a quarter hour: only then is there
+            # work (and the exact ``closed`` then dates what is finalized).
+            crossed = closed - closed % INTERVAL_US > self.closed_us
             self.closed_us = closed
-            self.expire_due = True
-            self._finalize_calls()
-            self._finalize_handlers()
+            if crossed:
+                self.expire_due = True
+                self._finalize_calls()
+                self._finalize_handlers()
+        inc_closed = now - config.attendance_horizon_us
         if inc_closed > self.inc_closed_us:
+            crossed = inc_closed - inc_closed % INTERVAL_US > self.inc_closed_us
             self.inc_closed_us = inc_closed
-            self.expire_due = True
-            self._finalize_incidents()
+            if crossed:
+                self.expire_due = True
+                self._finalize_incidents()
         if expire and self.expire_due:
             self._expire_pending()
 
@@ -416,6 +440,7 @@ class Room:
             return
         call = Call(event, seq)
         self.calls[call_id] = call
+        self.offers.append(call)
         self.lines.add(call.line)
         key = (call.line, start)
         bucket = self.buckets.get(key)
@@ -724,10 +749,12 @@ class Room:
                 self._remember(line, start, record, bucket)
                 queued = self.queued.get(line, set())
                 for call in bucket:
-                    for reason, child, error in call.rejected_children():
-                        self._reject(reason, error, child.event)
+                    if call.has_rejected():
+                        for reason, child, error in call.rejected_children():
+                            self._reject(reason, error, child.event)
                     call.compact()
-                    queued.discard(call)
+                    if call.exit_type is None:
+                        queued.discard(call)
         self._prune()
 
     def _remember(self, line: str, start: int, record: dict[str, Any], calls: list[Call]) -> None:
@@ -783,20 +810,23 @@ class Room:
         self.pruned_at = self.closed_us
         horizon = max(self.config.repeat_window_us, self.config.attendance_horizon_us)
         oldest = self.closed_us - horizon - INTERVAL_US
-        for call_id in [cid for cid, c in self.calls.items() if c.offered_us < oldest]:
-            del self.calls[call_id]
+        # Calls in arrival order: a call that arrived late behind a younger one goes at a
+        # later pruning (memory only: no figure depends on when a call is forgotten).
+        offers, calls, callers = self.offers, self.calls, self.callers
+        while offers and offers[0].offered_us < oldest:
+            call = offers.popleft()
+            if calls.get(call.id) is call:
+                del calls[call.id]
+            history = callers.get(call.caller) if call.caller is not None else None
+            if history and history[0][0] < oldest:
+                cut = bisect_left(history, oldest, key=lambda e: e[0])
+                if cut >= len(history):
+                    del callers[call.caller]  # type: ignore[arg-type]
+                else:
+                    callers[call.caller] = history[cut:]  # type: ignore[index]
         for incident_id in [i for i, inc in self.incidents.items()
                             if inc.final and inc.created_us < oldest]:
             del self.incidents[incident_id]
-        for caller in list(self.callers):
-            history = self.callers[caller]
-            if history[0][0] >= oldest:
-                continue
-            cut = bisect_left(history, oldest, key=lambda e: e[0])
-            if cut >= len(history):
-                del self.callers[caller]
-            else:
-                self.callers[caller] = history[cut:]
 
     # ------------------------------------------------------------- live view
 
@@ -856,25 +886,35 @@ def new_totals() -> dict[str, Any]:
     }
 
 
+_BUCKET_KEYS = [*map(str, BUCKETS_SECONDS), "+Inf"]
+_BUCKET_BOUNDS_US = [bound * US for bound in BUCKETS_SECONDS]
+
+
 def add_totals(totals: dict[str, Any], calls: Iterable[Call]) -> None:
     """Add the calls' exits to cumulative totals."""
     buckets = totals["answer_wait_buckets"]
+    keys = _BUCKET_KEYS
+    offered = answered = abandoned = callbacks = waited = 0
     for call in calls:
-        totals["offered"] += 1
+        offered += 1
         kind = call.exit_type
         if kind == ANSWERED:
-            totals["answered"] += 1
-            wait = (call.exit_us - call.offered_us) / US
-            totals["answer_wait_sum_seconds"] += wait
-            totals["answer_wait_count"] += 1
-            for bound in BUCKETS_SECONDS:
-                if wait <= bound:
-                    buckets[str(bound)] += 1
-            buckets["+Inf"] += 1
+            answered += 1
+            wait_us = call.exit_us - call.offered_us
+            waited += wait_us
+            # cumulative buckets: every bound at or above the wait, and +Inf
+            for key in keys[bisect_left(_BUCKET_BOUNDS_US, wait_us):]:
+                buckets[key] += 1
         elif kind == ABANDONED:
-            totals["abandoned"] += 1
+            abandoned += 1
         elif kind == CALLBACK:
-            totals["callbacks_requested"] += 1
+            callbacks += 1
+    totals["offered"] += offered
+    totals["answered"] += answered
+    totals["abandoned"] += abandoned
+    totals["callbacks_requested"] += callbacks
+    totals["answer_wait_sum_seconds"] += waited / US
+    totals["answer_wait_count"] += answered
 
 
 class Engine:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
 from services.events import format_time, from_us
@@ -30,8 +31,9 @@ def interval_start(at_us: int) -> int:
     return at_us - at_us % INTERVAL_US
 
 
+@lru_cache(maxsize=1 << 16)
 def iso(us: int) -> str:
-    """RFC 3339 UTC text of epoch microseconds."""
+    """RFC 3339 UTC text of epoch microseconds (mostly interval bounds: remembered)."""
     return format_time(from_us(us))
 
 
