@@ -375,15 +375,18 @@ class Room:
     def apply(self, event: Event, wall_us: int, source: dict[str, Any] | None = None) -> None:
         """Apply one valid event of this room (arrival order)."""
         event_id = event.id
-        if event_id in self.seen or event_id in self.seen_before:
+        seen = self.seen
+        if event_id in seen or event_id in self.seen_before:
             self._count("duplicate")
             return
-        self.seen.add(event_id)
+        seen.add(event_id)
         self.seq += 1
         etype = event.type
-        self.events_total[etype] = self.events_total.get(etype, 0) + 1
+        totals = self.events_total
+        totals[etype] = totals.get(etype, 0) + 1
         at_us = event.at_us
-        if self.watermark_us is None or at_us > self.watermark_us:
+        watermark = self.watermark_us
+        if watermark is None or at_us > watermark:
             self.watermark_us = at_us
             self.live = wall_us - at_us <= self.config.live_lag_us
             self.lag_us = wall_us - at_us
@@ -581,7 +584,14 @@ class Room:
             self._too_late(event, start, source)
             return
         assert event.handler is not None and event.state is not None
-        insort(self.handlers.setdefault(event.handler, []), (event.at_us, seq, event.state))
+        timeline = self.handlers.get(event.handler)
+        mark = (event.at_us, seq, event.state)
+        if timeline is None:
+            self.handlers[event.handler] = [mark]
+        elif timeline[-1][0] < mark[0]:  # the usual case: in time order
+            timeline.append(mark)
+        else:
+            insort(timeline, mark)
         if self.handler_first_start is None or start < self.handler_first_start:
             self.handler_first_start = start
             if self.handler_final_upto is None or start < self.handler_final_upto:
