@@ -485,8 +485,26 @@ def iter_jsonl(lines: Iterable[bytes]) -> Iterator[tuple[int, bytes, Any]]:
             yield number, stripped, InvalidEvent("line", f"is not valid JSON ({exc})", "malformed")
 
 
-# The epoch microseconds of each "YYYY-MM-DDTHH:MM" seen, for the canonical UTC form of ``at``.
+# The epoch microseconds of each "YYYY-MM-DDTHH:MM" seen, for the canonical UTC form of ``at``,
+# and of each valid rest of it (":SS.fffZ"): both repeat a great deal in a stream.
 _MINUTES: dict[str, int] = {}
+_TAILS: dict[str, int] = {}
+
+
+def _tail_us(tail: str) -> int | None:
+    """Microseconds into the minute of ``:SS[.fraction]Z``, or None if not in that form."""
+    seconds = tail[1:3]
+    if tail[0] != ":" or tail[-1] != "Z" or not tail.isascii() or not seconds.isdigit():
+        return None
+    if seconds > "59":
+        return None
+    if len(tail) == 4:
+        return int(seconds) * 1_000_000
+    fraction = tail[4:-1]
+    if tail[3] != "." or not 1 <= len(fraction) <= 9 or not fraction.isdigit():
+        return None
+    # beyond microseconds the digits are dropped, as datetime.fromisoformat does
+    return int(seconds) * 1_000_000 + int((fraction + "00000")[:6])
 
 
 def _canonical_at_us(text: str) -> int | None:
@@ -495,19 +513,18 @@ def _canonical_at_us(text: str) -> int | None:
     None when the text is in any other form or its minute is not yet known.
     """
     base = _MINUTES.get(text[:16])
-    if base is None or text[-1] != "Z" or not text.isascii():
+    if base is None:
         return None
-    seconds = text[17:19]
-    if text[16] != ":" or not seconds.isdigit() or seconds > "59":
-        return None
-    size = len(text)
-    if size == 20:
-        return base + int(seconds) * 1_000_000
-    fraction = text[20:-1]
-    if text[19] != "." or not 1 <= len(fraction) <= 9 or not fraction.isdigit():
-        return None
-    # beyond microseconds the digits are dropped, as datetime.fromisoformat does
-    return base + int(seconds) * 1_000_000 + int((fraction + "00000")[:6])
+    tail = text[16:]
+    offset = _TAILS.get(tail)
+    if offset is None:
+        offset = _tail_us(tail)
+        if offset is None:
+            return None
+        if len(_TAILS) >= 200_000:
+            _TAILS.clear()
+        _TAILS[tail] = offset
+    return base + offset
 
 
 def _at_us(text: str) -> int:
