@@ -454,8 +454,14 @@ class Room:
                 heapq.heappush(self.open_starts, start)
         bucket.append(call)
         if call.caller is not None:
-            insort(self.callers.setdefault(call.caller, []), (call.offered_us, seq, call),
-                   key=lambda item: (item[0], item[1]))
+            history = self.callers.get(call.caller)
+            entry = (call.offered_us, seq, call)
+            if history is None:
+                self.callers[call.caller] = [entry]
+            elif history[-1][0] <= call.offered_us:  # in time order (seq only grows)
+                history.append(entry)
+            else:
+                insort(history, entry, key=lambda item: (item[0], item[1]))
         self.dirty_calls.add(call)
         for incident in self.call_incidents.pop(call_id, ()):
             self.dirty_incidents.add(incident)
