@@ -1,4 +1,8 @@
-"""``pacesetter demo`` end to end in Chromium: broker, worker, simulator, API and the dashboard."""
+"""``pacesetter demo`` end to end: broker, worker, simulator, planner, API and the dashboard.
+
+One demo serves the module's tests: the dashboard in Chromium, and the staffing plans the
+demo's planner makes while the dashboard test runs.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,19 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from services.broker import free_port
+from services.simulator import LINES
+from services.store import HistoryStore
 from tests.browser.cdp import Browser
 from tests.browser.test_dashboard import ARTIFACTS, chromium  # noqa: F401 - a fixture
 
@@ -24,11 +35,32 @@ FIGURES = """JSON.stringify({
 })"""
 
 
-@pytest.fixture
-def demo(tmp_path):
+# The planner simulates 28 days and plans (20-60 s on 2 busy cores); then the worker's plan
+# look-up, which keeps "no plan" for 60 s, finds them: about 70 s from the demo's start.
+PLANS_WITHIN_SECONDS = 240
+
+
+@dataclass
+class Demo:
+    """A running ``pacesetter demo``."""
+
+    url: str
+    store_url: str
+    log: Path
+
+    def tail(self) -> str:
+        """The planner's lines and the end of the log, for failure messages."""
+        text = self.log.read_text(errors="replace")
+        planner = [line for line in text.splitlines() if line.startswith("planner")]
+        return "\n".join(planner) + "\n...\n" + text[-2500:]
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("demo")
     port = free_port()
-    env = dict(os.environ, PACESETTER_API_TOKENS="",
-               PACESETTER_STORE_URL=f"sqlite:///{tmp_path / 'store.db'}",
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    env = dict(os.environ, PACESETTER_API_TOKENS="", PACESETTER_STORE_URL=store_url,
                PACESETTER_DATA_DIR=str(tmp_path / "data"))
     log = open(tmp_path / "demo.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
@@ -46,6 +78,8 @@ def demo(tmp_path):
                 break
             assert time.monotonic() < deadline
         assert url, (tmp_path / "demo.log").read_text()[-3000:]
+        # the parts that inherit the demo's standard output must never find it full
+        threading.Thread(target=process.stdout.read, daemon=True).start()
         while True:  # ready: the read model has caught up with what the worker published
             try:
                 with urllib.request.urlopen(url + "readyz", timeout=2) as response:
@@ -55,7 +89,7 @@ def demo(tmp_path):
                 pass
             assert time.monotonic() < deadline, "the API never became ready"
             time.sleep(0.5)
-        yield url
+        yield Demo(url, store_url, tmp_path / "demo.log")
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -71,7 +105,7 @@ def test_demo_dashboard_changes_as_simulated_events_arrive(demo, chromium, tmp_p
     browser = Browser(chromium, tmp_path / "profile")
     try:
         browser.open_page()
-        browser.navigate(demo)
+        browser.navigate(demo.url)
         browser.wait_for("document.querySelectorAll('.line-charts rect.bar').length > 0", 60)
         first = browser.evaluate(FIGURES)
         deadline = time.monotonic() + 90
@@ -82,3 +116,35 @@ def test_demo_dashboard_changes_as_simulated_events_arrive(demo, chromium, tmp_p
         assert browser.errors() == []
     finally:
         browser.close()
+
+
+def _get(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
+        return dict(json.load(response))
+
+
+def test_demo_shows_staffing_plans_in_the_live_state(demo):
+    deadline = time.monotonic() + PLANS_WITHIN_SECONDS
+    while True:
+        state = _get(demo.url + "api/v1/rooms/north/live")
+        if state["staffing_plan"] == "active":
+            break
+        assert time.monotonic() < deadline, (
+            f"no staffing plan in the live state: {state['staffing_plan']}\n{demo.tail()}")
+        time.sleep(1)
+    log = demo.log.read_text(errors="replace")
+    assert "planner: 28 days of simulated history stored" in log
+    assert "planner: staffing plans ready for 6 series" in log
+
+    # Every line shows the saved plan of the current quarter hour.
+    staffing = {line: live["staffing"] for line, live in state["lines"].items()}
+    assert set(staffing) == set(LINES), staffing
+    now = datetime.fromisoformat(state["now"])
+    with HistoryStore.open(demo.store_url) as store:
+        for line, shown in staffing.items():
+            row = store.current_plan("north", line, now)
+            assert row is not None, f"no saved plan of north {line} at {state['now']}"
+            assert shown == {"required_handlers": row["required_handlers"],
+                             "forecast_calls": row["calls"],
+                             "forecast_calls_upper": row["calls_upper"]}
+    assert sum(shown["required_handlers"] for shown in staffing.values()) >= 1, staffing
