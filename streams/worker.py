@@ -13,11 +13,13 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 
 from services.alerts import AlertBook
 from services.broker import ensure_topics
@@ -30,11 +32,19 @@ log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.1
 LIVE_MIN_SECONDS = 0.25
+STORE_CHUNK = 500  # final intervals per store call: a plan look-up waits for one chunk at most
+STORE_BACKLOG = 50_000  # final intervals waiting for the store before publishing waits for it
+PARTITION_CACHE = 200_000  # message keys whose partition is remembered
 
 
 def wall_us() -> int:
     """The wall clock in epoch microseconds."""
     return time.time_ns() // 1000
+
+
+def _failure(future: asyncio.Future[Any]) -> BaseException | None:
+    """What a finished send failed with, or None."""
+    return asyncio.CancelledError() if future.cancelled() else future.exception()
 
 
 class PartitionState:
@@ -67,12 +77,23 @@ class StreamWorker:
         self.books: dict[str, AlertBook] = {}
         self.producer: AIOKafkaProducer | None = None
         self.pending_sends: list[asyncio.Future[Any]] = []
+        # Engine flushes are published in the order they were taken: a later record of a key
+        # must never be queued before an earlier one.
+        self.publish_lock = asyncio.Lock()
         self.last_flush = 0.0
         self.live_sent: dict[str, float] = {}
         self.live_dirty: set[str] = set()
         self.plan_cache: dict[tuple[str, str, int], tuple[float, dict[str, Any] | None]] = {}
         # one connection, used from the event loop (plan look-ups) and a thread (the sink)
         self.store_lock = threading.Lock()
+        # The history sink runs in one thread of its own, in the order the finals were
+        # published, while the agent goes on applying events.
+        self.store_pending: list[dict[str, Any]] = []
+        self.store_task: asyncio.Future[None] | None = None
+        self.store_executor: ThreadPoolExecutor | None = None
+        self.partitioner = DefaultPartitioner()  # what AIOKafkaProducer uses by default
+        self.partition_cache: dict[tuple[str, bytes], int] = {}
+        self.partition_counts: dict[str, int] = {}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -88,13 +109,17 @@ class StreamWorker:
         await self.producer.start()
 
     async def stop(self) -> None:
-        """Flush and close."""
+        """Flush, wait for every acknowledgement and the history sink, and close."""
         if self.producer is not None:
             try:
-                await self.flush(force=True)
+                await self.flush(force=True, wait=True)
             finally:
                 await self.producer.stop()
                 self.producer = None
+        await self._store_drained()
+        if self.store_executor is not None:
+            self.store_executor.shutdown(wait=True)
+            self.store_executor = None
 
     # ------------------------------------------------------ partition churn
 
@@ -169,12 +194,6 @@ class StreamWorker:
             await consumer.stop()
         state.applied_upto = last + 1 if count else 0
         rebuilt = engine.flush()
-        for name, room in engine.rooms.items():
-            self.engine.rooms[name] = room
-            self.room_partition[name] = state.partition
-            state.rooms.add(name)
-            self.books.setdefault(name, AlertBook(name))
-            self.live_dirty.add(name)
         latest: dict[str, tuple[str, str, dict[str, Any]]] = {}
         for record in rebuilt.records:
             latest[record[1]] = record
@@ -183,7 +202,14 @@ class StreamWorker:
             dl for dl in rebuilt.dead_letters
             if dl.source is not None and dl.source.get("offset", -1) >= committed
         ]
-        await self._publish(Output(list(latest.values()), repeat))
+        async with self.publish_lock:  # no flush of these rooms is queued before this
+            for name, room in engine.rooms.items():
+                self.engine.rooms[name] = room
+                self.room_partition[name] = state.partition
+                state.rooms.add(name)
+                self.books.setdefault(name, AlertBook(name))
+                self.live_dirty.add(name)
+            await self._publish(Output(list(latest.values()), repeat))
         state.ready.set()
         log.info(
             "partition %d rebuilt: %d messages, %d rooms in %.2f s (committed offset %d)",
@@ -267,22 +293,39 @@ class StreamWorker:
                 room.refresh_current()
         await self.flush(force=True)
 
-    async def flush(self, force: bool = False) -> None:
-        """Publish changed records, dead letters, live state and alert transitions."""
+    async def flush(self, force: bool = False, wait: bool = False) -> None:
+        """Publish changed records, dead letters, live state and alert transitions.
+
+        ``force`` publishes every room's live state. What a flush sends is acknowledged by the
+        time the next flush starts (100 ms later), so the next flush checks it instead of this
+        one waiting for a broker round trip while the agent stands still; a flush that
+        published dead letters, or one asked to ``wait``, waits for its own as before.
+        """
         self.last_flush = time.monotonic()
-        out = self.engine.flush()
-        await self._publish(out)
-        await self._publish_live(force)
-        if self.pending_sends:
-            sends, self.pending_sends = self.pending_sends, []
-            results = await asyncio.gather(*sends, return_exceptions=True)
-            failed = [r for r in results if isinstance(r, BaseException)]
-            if failed:
-                # Records are facts keyed by identity: the rebuild after the consumer group
-                # rejoins publishes every record again, so nothing is lost for good.
-                log.warning("broker unreachable: %d of %d messages not published (%s); "
-                            "will publish again after reconnecting", len(failed), len(results),
-                            failed[0])
+        async with self.publish_lock:
+            earlier, self.pending_sends = self.pending_sends, []
+            # first: while the broker is down, sends fail here instead of piling up
+            await self._acknowledged(earlier)
+            out = self.engine.flush()
+            await self._publish(out)
+            await self._publish_live(force)
+            if wait or out.dead_letters:
+                sends, self.pending_sends = self.pending_sends, []
+                await self._acknowledged(sends)
+
+    async def _acknowledged(self, sends: list[asyncio.Future[Any]]) -> None:
+        """Wait for the broker's answers to ``sends``; log what failed."""
+        if not sends:
+            return
+        if not all(f.done() for f in sends):  # as a rule they are: no need to yield
+            await asyncio.wait(sends)
+        failed = [e for e in map(_failure, sends) if e is not None]
+        if failed:
+            # Records are facts keyed by identity: the rebuild after the consumer group
+            # rejoins publishes every record again, so nothing is lost for good.
+            log.warning("broker unreachable: %d of %d sends not acknowledged (%s); "
+                        "will publish again after reconnecting", len(failed), len(sends),
+                        failed[0])
 
     async def _publish(self, out: Output) -> None:
         producer = self.producer
@@ -290,31 +333,92 @@ class StreamWorker:
             return
         settings = self.settings
         finals = []
+        messages = []
         for kind, key, record in out.records:
-            value = orjson.dumps({"kind": kind, "record": record})
-            self.pending_sends.append(
-                await producer.send(settings.topic_intervals, value, key=key.encode()))
+            messages.append((key.encode(), orjson.dumps({"kind": kind, "record": record})))
             if kind == "interval" and record["final"]:
                 finals.append(record)
+        if messages:
+            await self._send_all(settings.topic_intervals, messages)
         if out.dead_letters:
             now = self.clock()
-            for dead in out.dead_letters:
-                self.pending_sends.append(await producer.send(
-                    settings.topic_deadletter, orjson.dumps(dead.to_dict(now)),
-                    key=(dead.room or "").encode()))
-                if len(self.pending_sends) >= 10_000:  # bound what waits for acknowledgement
-                    sends, self.pending_sends = self.pending_sends, []
-                    await asyncio.gather(*sends)
+            await self._send_all(settings.topic_deadletter, (
+                ((dead.room or "").encode(), orjson.dumps(dead.to_dict(now)))
+                for dead in out.dead_letters))
         if finals and self.store is not None:
-            await asyncio.to_thread(self._store_finals, finals)
+            await self._store_later(finals)
+
+    async def _send_all(self, topic: str, messages: Iterable[tuple[bytes, bytes]]) -> None:
+        """Queue ``(key, value)`` messages for ``topic`` as one record batch per partition.
+
+        The partitions are those ``producer.send`` would choose (the default partitioner on
+        the key), and a partition's messages keep their order; a batch per partition instead
+        of a future per message is what makes publishing cheap. Acknowledgements go to
+        ``pending_sends``.
+        """
+        producer = self.producer
+        assert producer is not None
+        # the same list AIOKafkaProducer.send hands its partitioner
+        partitions = list(await producer.partitions_for(topic))
+        if (self.partition_counts.get(topic) != len(partitions)
+                or len(self.partition_cache) > PARTITION_CACHE):
+            self.partition_counts[topic] = len(partitions)
+            self.partition_cache = {}
+        cache = self.partition_cache
+        partitioner = self.partitioner
+        batches: dict[int, Any] = {}
+        for key, value in messages:
+            partition = cache.get((topic, key))
+            if partition is None:
+                partition = cache[(topic, key)] = partitioner(key, partitions, partitions)
+            batch = batches.get(partition)
+            if batch is None:
+                batch = batches[partition] = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:  # full
+                await self._send_batch(batch, topic, partition)
+                batch = batches[partition] = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)  # a first one always fits
+        for partition, batch in batches.items():
+            await self._send_batch(batch, topic, partition)
+
+    async def _send_batch(self, batch: Any, topic: str, partition: int) -> None:
+        producer = self.producer
+        assert producer is not None
+        batch.close()  # complete: the sender takes it without lingering
+        self.pending_sends.append(await producer.send_batch(batch, topic, partition=partition))
+
+    # --------------------------------------------------------- history sink
+
+    async def _store_later(self, finals: list[dict[str, Any]]) -> None:
+        """Hand final intervals to the history sink's thread; wait only if it lags far behind."""
+        self.store_pending.extend(finals)
+        if self.store_task is None or self.store_task.done():
+            self.store_task = asyncio.ensure_future(self._store_loop())
+        if len(self.store_pending) > STORE_BACKLOG:
+            await self._store_drained()
+
+    async def _store_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.store_executor is None:
+            self.store_executor = ThreadPoolExecutor(1, thread_name_prefix="history-store")
+        while self.store_pending:
+            records, self.store_pending = self.store_pending, []
+            await loop.run_in_executor(self.store_executor, self._store_finals, records)
+
+    async def _store_drained(self) -> None:
+        """Wait until every final interval handed to the sink has been written (or refused)."""
+        while self.store_task is not None and not self.store_task.done():
+            await asyncio.shield(self.store_task)
 
     def _store_finals(self, records: list[dict[str, Any]]) -> None:
         """The history sink: final interval records into the store (an idempotent upsert)."""
-        try:
-            with self.store_lock:
-                self.store.upsert_intervals(records)
-        except Exception as exc:  # noqa: BLE001 - the store can lag; the topic keeps the facts
-            log.warning("history store: %d final intervals not stored (%s)", len(records), exc)
+        for start in range(0, len(records), STORE_CHUNK):
+            chunk = records[start:start + STORE_CHUNK]
+            try:
+                with self.store_lock:
+                    self.store.upsert_intervals(chunk)
+            except Exception as exc:  # noqa: BLE001 - the store can lag; the topic keeps the facts
+                log.warning("history store: %d final intervals not stored (%s)", len(chunk), exc)
 
     async def _publish_live(self, force: bool) -> None:
         producer = self.producer

@@ -1,0 +1,257 @@
+"""The worker's publishing: record batches on the partitions ``send`` would choose, in order;
+acknowledgements awaited one flush later (at once for dead letters); the history sink in a
+thread of its own, in order, drained on stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import defaultdict
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatch
+
+from services.engine import DeadLetter, Output
+from services.settings import Settings
+from streams.worker import StreamWorker
+
+PARTITIONS = 8
+
+
+class FakeProducer:
+    """The part of AIOKafkaProducer the worker uses; batches are decoded as sent."""
+
+    def __init__(self, batch_size: int = 1 << 20, hold: bool = False):
+        self.batch_size = batch_size
+        self.hold = hold  # leave acknowledgements pending until released
+        self.sent: list[tuple[str, int, list[tuple[bytes, bytes]]]] = []
+        self.singles: list[tuple[str, bytes, bytes]] = []
+        self.futures: list[asyncio.Future[Any]] = []
+        self.gate: asyncio.Event | None = None  # when set, send_batch waits for it once
+
+    async def partitions_for(self, topic: str) -> set[int]:  # noqa: ARG002
+        return set(range(PARTITIONS))
+
+    def create_batch(self) -> BatchBuilder:
+        return BatchBuilder(self.batch_size, 0)
+
+    def _future(self) -> asyncio.Future[Any]:
+        future = asyncio.get_running_loop().create_future()
+        if not self.hold:
+            future.set_result(None)
+        self.futures.append(future)
+        return future
+
+    async def send_batch(self, batch: BatchBuilder, topic: str, *, partition: int) -> Any:
+        if self.gate is not None:
+            gate, self.gate = self.gate, None
+            await gate.wait()
+        assert batch.closed()
+        records = [(r.key, r.value) for r in DefaultRecordBatch(bytes(batch._build()))]
+        self.sent.append((topic, partition, records))
+        return self._future()
+
+    async def send(self, topic: str, value: bytes, key: bytes) -> Any:
+        self.singles.append((topic, key, value))
+        return self._future()
+
+    async def stop(self) -> None:
+        pass
+
+    def release(self, error: BaseException | None = None) -> None:
+        for future in self.futures:
+            if not future.done():
+                if error is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(error)
+
+    def by_partition(self, topic: str) -> dict[int, list[tuple[bytes, bytes]]]:
+        out: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
+        for sent_topic, partition, records in self.sent:
+            if sent_topic == topic:
+                out[partition].extend(records)
+        return dict(out)
+
+
+class FakeEngine:
+    """Hands out the prepared outputs, one a flush."""
+
+    def __init__(self, outputs: list[Output]):
+        self.outputs = list(outputs)
+        self.rooms: dict[str, Any] = {}
+
+    def flush(self) -> Output:
+        return self.outputs.pop(0) if self.outputs else Output()
+
+
+class FakeStore:
+    def __init__(self, fail: bool = False):
+        self.calls: list[list[dict[str, Any]]] = []
+        self.threads: set[str] = set()
+        self.fail = fail
+
+    def upsert_intervals(self, records: list[dict[str, Any]]) -> int:
+        time.sleep(0.01)
+        self.threads.add(threading.current_thread().name)
+        if self.fail:
+            raise RuntimeError("disk full")
+        self.calls.append(list(records))
+        return len(records)
+
+
+def interval(room: str, start: int, final: bool, offered: int) -> tuple[str, str, dict[str, Any]]:
+    record = {"room": room, "line": "999", "interval_start": f"2026-11-20T{start:02d}:00:00Z",
+              "final": final, "offered": offered}
+    return "interval", f"{room}|999|{record['interval_start']}", record
+
+
+def expected(topic_messages: list[tuple[bytes, bytes]]) -> dict[int, list[tuple[bytes, bytes]]]:
+    """What AIOKafkaProducer.send would put on each partition, message by message."""
+    partitioner = DefaultPartitioner()
+    out: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
+    for key, value in topic_messages:
+        all_partitions = list(set(range(PARTITIONS)))
+        out[partitioner(key, all_partitions, all_partitions)].append((key, value))
+    return dict(out)
+
+
+def worker_with(outputs: list[Output], producer: FakeProducer,
+                store: Any = None) -> StreamWorker:
+    worker = StreamWorker(Settings(), store=store)
+    worker.engine = FakeEngine(outputs)  # type: ignore[assignment]
+    worker.producer = producer  # type: ignore[assignment]
+    return worker
+
+
+def messages_of(outputs: list[Output]) -> list[tuple[bytes, bytes]]:
+    return [(key.encode(), orjson.dumps({"kind": kind, "record": record}))
+            for out in outputs for kind, key, record in out.records]
+
+
+async def test_records_go_where_send_would_put_them_in_order() -> None:
+    rooms = [f"room-{i}" for i in range(12)]
+    outputs = [Output([interval(room, hour, hour < 2, hour * 10 + i)
+                       for i, room in enumerate(rooms) for hour in range(3)])
+               for _ in range(3)]
+    producer = FakeProducer()
+    worker = worker_with(outputs, producer)
+    for _ in outputs:
+        await worker.flush()
+    topic = worker.settings.topic_intervals
+    assert producer.by_partition(topic) == expected(messages_of(outputs))
+    # one batch a partition a flush, not a future a message
+    assert len(producer.sent) <= 3 * PARTITIONS
+
+
+async def test_a_full_batch_is_sent_and_the_partition_keeps_its_order() -> None:
+    outputs = [Output([interval("north", hour % 24, False, n) for n, hour in enumerate(range(60))])]
+    producer = FakeProducer(batch_size=600)
+    worker = worker_with(outputs, producer)
+    await worker.flush()
+    topic = worker.settings.topic_intervals
+    assert producer.by_partition(topic) == expected(messages_of(outputs))
+    assert len(producer.sent) > PARTITIONS
+
+
+async def test_dead_letters_are_batched_keyed_by_room() -> None:
+    dead = [DeadLetter("schema", "bad", room, None, None, b"{}",
+                       {"topic": "t", "partition": 0, "offset": n})
+            for n, room in enumerate(["north", None, "south", "north"])]
+    producer = FakeProducer()
+    worker = worker_with([Output([], dead)], producer)
+    await worker.flush()
+    topic = worker.settings.topic_deadletter
+    got = producer.by_partition(topic)
+    keys = [key for records in got.values() for key, _ in records]
+    assert sorted(keys) == sorted([b"north", b"", b"south", b"north"])
+    north = [orjson.loads(v)["source"]["offset"] for records in got.values()
+             for k, v in records if k == b"north"]
+    assert north == [0, 3]
+
+
+async def test_acknowledgements_are_awaited_at_the_next_flush() -> None:
+    producer = FakeProducer(hold=True)
+    worker = worker_with([Output([interval("north", 1, False, 1)]),
+                          Output([interval("north", 1, False, 2)])], producer)
+    await asyncio.wait_for(worker.flush(), 1)  # does not wait for its own acknowledgements
+    assert worker.pending_sends
+    sent = len(producer.sent)
+    second = asyncio.ensure_future(worker.flush())
+    await asyncio.sleep(0.05)
+    assert not second.done()  # waits for the first flush's acknowledgements
+    assert len(producer.sent) == sent  # before it sends anything more
+    producer.release()
+    await asyncio.wait_for(second, 1)
+    assert len(producer.sent) > sent
+
+
+async def test_a_flush_with_dead_letters_waits_for_its_acknowledgements() -> None:
+    producer = FakeProducer(hold=True)
+    dead = DeadLetter("schema", "bad", "north", None, None, b"{}", None)
+    worker = worker_with([Output([interval("north", 1, False, 1)], [dead])], producer)
+    flush = asyncio.ensure_future(worker.flush())
+    await asyncio.sleep(0.05)
+    assert not flush.done()
+    producer.release()
+    await asyncio.wait_for(flush, 1)
+    assert not worker.pending_sends
+
+
+async def test_unacknowledged_sends_are_logged_not_raised(caplog: pytest.LogCaptureFixture
+                                                          ) -> None:
+    producer = FakeProducer(hold=True)
+    worker = worker_with([Output([interval("north", 1, False, 1)])], producer)
+    await worker.flush()
+    producer.release(ConnectionError("broker gone"))
+    with caplog.at_level(logging.WARNING, logger="streams.worker"):
+        await worker.flush(wait=True)
+    assert "not acknowledged" in caplog.text
+
+
+async def test_concurrent_flushes_queue_their_records_in_flush_order() -> None:
+    producer = FakeProducer()
+    first = Output([interval("north", 1, False, 1)])
+    second = Output([interval("north", 1, True, 2)])
+    worker = worker_with([first, second], producer)
+    gate = producer.gate = asyncio.Event()  # the first flush stalls in send_batch
+    one = asyncio.ensure_future(worker.flush())
+    await asyncio.sleep(0.01)
+    two = asyncio.ensure_future(worker.flush())
+    await asyncio.sleep(0.01)
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(one, two), 1)
+    values = [orjson.loads(v)["record"]["offered"]
+              for records in producer.by_partition(worker.settings.topic_intervals).values()
+              for _k, v in records]
+    assert values == [1, 2]
+
+
+async def test_final_intervals_reach_the_store_in_order_off_the_event_loop() -> None:
+    outputs = [Output([interval("north", hour, True, hour), interval("south", hour, False, 0)])
+               for hour in range(6)]
+    store = FakeStore()
+    worker = worker_with(outputs, FakeProducer(), store)
+    for _ in outputs:
+        await worker.flush()
+    await worker.stop()  # waits for the sink
+    stored = [r["offered"] for call in store.calls for r in call]
+    assert stored == list(range(6))
+    assert all(r["final"] for call in store.calls for r in call)
+    assert store.threads and threading.main_thread().name not in store.threads
+
+
+async def test_a_failing_store_is_logged_and_the_stream_goes_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    store = FakeStore(fail=True)
+    worker = worker_with([Output([interval("north", 1, True, 1)])], FakeProducer(), store)
+    with caplog.at_level(logging.WARNING, logger="streams.worker"):
+        await worker.flush()
+        await worker.stop()
+    assert "not stored" in caplog.text
