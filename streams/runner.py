@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,10 @@ from streams.app import create_app
 from streams.worker import StreamWorker
 
 log = logging.getLogger(__name__)
+
+# The engine allocates containers by the million and frees them by reference counting; with
+# the default thresholds (700, 10, 10) cyclic collection cost ~8 % of the engine's time.
+GC_THRESHOLDS = (50_000, 20, 100)
 
 
 def open_store(settings: Settings) -> Any:
@@ -44,8 +49,9 @@ def run_worker(settings: Settings, store: Any = None) -> None:
     prepare_topics(settings)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)  # Faust makes only the leaf
     app = create_app(settings)
+    gc.set_threshold(*GC_THRESHOLDS)
     worker = StreamWorker(settings, store=store if store is not None else open_store(settings),
-                          group_id=settings.worker_id)
+                          group_id=settings.worker_id, freeze_gc=True)
     agents.register(app, worker)
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
