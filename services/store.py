@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sqlite3
@@ -95,26 +96,35 @@ def _number(record: dict[str, Any], name: str, kind: type = float) -> Any:
     return kind(value)
 
 
+def _interval_bounds(start_value: str, end_value: Any) -> tuple[str, str]:
+    """The checked, normalised ``(interval_start, interval_end)`` texts of a record."""
+    start = _as_time(start_value, "interval_start")
+    if start != interval_floor(start):
+        raise StoreError(
+            f"interval_start: {start_value} is not on a quarter hour (intervals are 15 minutes)"
+        )
+    end = (
+        _as_time(end_value, "interval_end")
+        if end_value
+        else start + timedelta(seconds=INTERVAL_SECONDS)
+    )
+    return format_time(start), format_time(end)
+
+
+# Many records share an interval (lines, rooms, republished finals): parse each pair once.
+_interval_bounds_cached = functools.lru_cache(maxsize=8192)(_interval_bounds)
+
+
 def _interval_row(record: dict[str, Any], now_text: str) -> tuple[Any, ...]:
     if not isinstance(record, dict):
         raise StoreError(f"an interval record must be a JSON object, got {type(record).__name__}")
     for name in ("room", "line", "interval_start"):
         if not isinstance(record.get(name), str) or not record[name]:
             raise StoreError(f"{name}: required text is missing in an interval record")
-    start = _as_time(record["interval_start"], "interval_start")
-    if start != interval_floor(start):
-        raise StoreError(
-            f"interval_start: {record['interval_start']} is not on a quarter hour "
-            "(intervals are 15 minutes)"
-        )
-    end = (
-        _as_time(record["interval_end"], "interval_end")
-        if record.get("interval_end")
-        else start + timedelta(seconds=INTERVAL_SECONDS)
-    )
+    end_value = record.get("interval_end")
+    bounds = _interval_bounds_cached if isinstance(end_value, str | None) else _interval_bounds
     stored = dict(record)
-    stored["interval_start"] = format_time(start)
-    stored["interval_end"] = format_time(end)
+    stored["interval_start"], stored["interval_end"] = bounds(record["interval_start"], end_value)
     stored["final"] = bool(record.get("final", False))
     return (
         stored["room"], stored["line"], stored["interval_start"], stored["interval_end"],
@@ -278,11 +288,12 @@ class HistoryStore:
             f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}{guard}"
         )
         written = 0
-        with self._lock:
-            for batch in _batches(rows, _BATCH_ROWS):
-                with self._transaction() as cur:
-                    cur.executemany(text, batch)
-                written += len(batch)
+        # Rows are prepared outside the lock, which is held one transaction at a time: a
+        # reader on another thread waits for one batch at most, not for the whole upsert.
+        for batch in _batches(rows, _BATCH_ROWS):
+            with self._lock, self._transaction() as cur:
+                cur.executemany(text, batch)
+            written += len(batch)
         return written
 
     # -- intervals ------------------------------------------------------------------------------
