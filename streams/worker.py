@@ -464,7 +464,10 @@ class StreamWorker:
         def lookup(room: str, line: str, at_us: int) -> dict[str, Any] | None:
             key = (room, line, interval_start(at_us))
             cached = self.plan_cache.get(key)
-            if cached is not None and time.monotonic() - cached[0] < 60:
+            # a plan is looked up again after a minute; "no plan yet" after 10 s, so that a
+            # plan saved by the forecaster shows soon after
+            if cached is not None and time.monotonic() - cached[0] < (
+                    60 if cached[1] is not None else 10):
                 return cached[1]
             from services.events import from_us
 
