@@ -86,7 +86,7 @@ _Caller = Annotated[str, msgspec.Meta(min_length=1, max_length=128,
 _Seconds = Annotated[float, msgspec.Meta(ge=0, le=sys.float_info.max)]
 
 
-class Event(msgspec.Struct, tag_field="type", kw_only=True):
+class Event(msgspec.Struct, tag_field="type", kw_only=True, gc=False):
     """One valid event; one subclass per type (``EVENT_TYPES``), so fields are the type's own.
 
     ``at_text`` is the event's ``at`` exactly as sent; ``at_us`` its time in epoch
