@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench clean venv
+.PHONY: demo test test-all lint bench clean venv native
 
 venv: $(STAMP)
 
@@ -15,21 +15,25 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-demo: $(STAMP)
+# The engine compiled with mypyc (services/_native.py); pure Python if it cannot be built.
+native: $(STAMP)
+	@$(BIN)/python -c 'import sys; from services._native import main; sys.exit(main())'
+
+demo: native
 	$(BIN)/pacesetter demo
 
-test: $(STAMP)
+test: native
 	$(BIN)/python -m pytest -m "not slow" -q -p no:cacheprovider
 
-test-all: $(STAMP)
+test-all: native
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check services streams forecasting api pacesetter tests benchmarks
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: native
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache services/.native
