@@ -1024,10 +1024,10 @@ class Engine:
             if room.live:
                 room.advance(wall_us)
 
-    def flush(self) -> Output:
-        """Everything to publish from every room."""
+    def flush(self, rooms: Iterable[Room] | None = None) -> Output:
+        """Everything to publish from every room (or from ``rooms`` only)."""
         out, self.unroomed = self.unroomed, Output()
-        for room in self.rooms.values():
+        for room in self.rooms.values() if rooms is None else rooms:
             room_out = room.flush()
             out.records.extend(room_out.records)
             out.dead_letters.extend(room_out.dead_letters)

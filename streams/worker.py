@@ -24,7 +24,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from services.alerts import AlertBook
 from services.broker import ensure_topics
-from services.engine import Engine, Output
+from services.engine import Engine, Output, Room
 from services.kpis import interval_start
 from services.live import PlanLookup, live_state
 from services.settings import Settings
@@ -32,6 +32,10 @@ from services.settings import Settings
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.1
+# A room catching up (replay, backfill: its events are not fresh) publishes its records at
+# most this often: each flush republishes every open interval an event touched, and most of
+# them change again within the second. A live room publishes at every flush.
+CATCH_UP_FLUSH_SECONDS = 1.0
 LIVE_MIN_SECONDS = 0.25
 STORE_CHUNK = 500  # final intervals per store call: a plan look-up waits for one chunk at most
 STORE_BACKLOG = 50_000  # final intervals waiting for the store before publishing waits for it
@@ -85,6 +89,7 @@ class StreamWorker:
         self.publish_lock = asyncio.Lock()
         self.last_flush = 0.0
         self.live_sent: dict[str, float] = {}
+        self.records_sent: dict[str, float] = {}
         self.live_dirty: set[str] = set()
         self.plan_cache: dict[tuple[str, str, int], tuple[float, dict[str, Any] | None]] = {}
         # one connection, used from the event loop (plan look-ups) and a thread (the sink)
@@ -316,12 +321,23 @@ class StreamWorker:
             earlier, self.pending_sends = self.pending_sends, []
             # first: while the broker is down, sends fail here instead of piling up
             await self._acknowledged(earlier)
-            out = self.engine.flush()
+            out = self.engine.flush(None if force or wait else self._flush_due())
             await self._publish(out)
             await self._publish_live(force)
             if wait or out.dead_letters:
                 sends, self.pending_sends = self.pending_sends, []
                 await self._acknowledged(sends)
+
+    def _flush_due(self) -> list[Room]:
+        """The rooms whose records to publish now: live ones, and catching-up ones each second."""
+        now = time.monotonic()
+        sent = self.records_sent
+        due = []
+        for name, room in self.engine.rooms.items():
+            if room.live or now - sent.get(name, 0.0) >= CATCH_UP_FLUSH_SECONDS:
+                sent[name] = now
+                due.append(room)
+        return due
 
     async def _acknowledged(self, sends: list[asyncio.Future[Any]]) -> None:
         """Wait for the broker's answers to ``sends``; log what failed."""

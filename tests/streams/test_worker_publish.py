@@ -87,7 +87,7 @@ class FakeEngine:
         self.outputs = list(outputs)
         self.rooms: dict[str, Any] = {}
 
-    def flush(self) -> Output:
+    def flush(self, rooms: Any = None) -> Output:  # noqa: ARG002 - the outputs are prepared
         return self.outputs.pop(0) if self.outputs else Output()
 
 
@@ -255,3 +255,36 @@ async def test_a_failing_store_is_logged_and_the_stream_goes_on(
         await worker.flush()
         await worker.stop()
     assert "not stored" in caplog.text
+
+
+def test_a_catching_up_room_publishes_its_records_each_second_a_live_one_at_every_flush(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.kpis import iso
+    from streams import worker as worker_module
+
+    worker = StreamWorker(Settings())
+    now_us = time.time_ns() // 1000
+
+    def offered(room: str, n: int, at_us: int) -> bytes:
+        return orjson.dumps({"v": 1, "id": f"e{n}", "type": "call.offered", "room": room,
+                             "at": iso(at_us), "call": f"c{n}", "line": "101"})
+
+    worker.engine.process(offered("old", 1, now_us - 3 * 86400 * 1_000_000), now_us)
+    worker.engine.process(offered("new", 1, now_us - 1_000_000), now_us)
+    assert not worker.engine.rooms["old"].live and worker.engine.rooms["new"].live
+    clock = [1000.0]
+    monkeypatch.setattr(worker_module.time, "monotonic", lambda: clock[0])
+    assert {r.name for r in worker._flush_due()} == {"old", "new"}
+    clock[0] += 0.1
+    assert {r.name for r in worker._flush_due()} == {"new"}  # old: published 0.1 s ago
+    clock[0] += worker_module.CATCH_UP_FLUSH_SECONDS
+    assert {r.name for r in worker._flush_due()} == {"old", "new"}
+    # and what is not due stays in the room until it is: nothing is dropped
+    worker.engine.process(offered("old", 2, now_us - 3 * 86400 * 1_000_000 + 1), now_us)
+    clock[0] += 0.1
+    out = worker.engine.flush(worker._flush_due())
+    assert not any(key.startswith("old|") for _kind, key, _record in out.records)
+    clock[0] += worker_module.CATCH_UP_FLUSH_SECONDS
+    out = worker.engine.flush(worker._flush_due())
+    old = [record for _kind, key, record in out.records if key.startswith("old|")]
+    assert old and old[0]["offered"] == 2
