@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from services.broker import free_port
@@ -108,14 +109,40 @@ def test_demo_dashboard_changes_as_simulated_events_arrive(demo, chromium, tmp_p
         browser.navigate(demo.url)
         browser.wait_for("document.querySelectorAll('.line-charts rect.bar').length > 0", 60)
         first = browser.evaluate(FIGURES)
+        # Simulated demand follows the time of day: at 4 a.m. a room can be quiet for minutes.
+        # If nothing has changed after 30 s, a caller rings each line of both rooms, through
+        # the demo's own Kafka, as a telephony system would.
+        quiet_until = time.monotonic() + 30
         deadline = time.monotonic() + 90
+        rang = False
         while browser.evaluate(FIGURES) == first:
             assert time.monotonic() < deadline, f"nothing changed on screen: {first}"
+            if not rang and time.monotonic() > quiet_until:
+                ring_every_line(demo.log)
+                rang = True
             time.sleep(0.5)
         browser.screenshot(ARTIFACTS / "demo.png")
         assert browser.errors() == []
     finally:
         browser.close()
+
+
+def ring_every_line(log: Path) -> None:
+    """Offer a call on every line of both demo rooms, now, through the demo's broker."""
+    import re
+    import uuid
+
+    from services.kpis import iso
+    from tests.integration.harness import produce_lines
+
+    found = re.search(r"Kafka at (\S+);", log.read_text())
+    assert found, "the demo did not say where its Kafka is"
+    now_us = time.time_ns() // 1000
+    lines = [orjson.dumps({"v": 1, "id": f"ring-{uuid.uuid4().hex}", "type": "call.offered",
+                           "room": room, "at": iso(now_us), "call": f"ring-{uuid.uuid4().hex}",
+                           "line": line})
+             for room in ("north", "south") for line in ("999", "101", "online")]
+    produce_lines(found.group(1), "pacesetter.events", lines)
 
 
 def _get(url: str) -> dict[str, Any]:
