@@ -130,7 +130,7 @@ def fresh_ceiling(bootstrap: str, topic: str, expected: int) -> float:
 
 
 def live_totals(bootstrap: str, topic: str) -> int:
-    latest: dict[bytes, dict[str, Any]] = {}
+    latest: dict[bytes | None, dict[str, Any]] = {}
     for key, value, _p, _o in sorted(read_topic(bootstrap, topic, idle_seconds=0.3),
                                      key=lambda m: (m[2], m[3])):
         latest[key] = orjson.loads(value)

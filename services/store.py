@@ -7,6 +7,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -163,6 +164,35 @@ def _sqlite_path(url: str) -> str:
     return rest or ":memory:"
 
 
+def _connect_sqlite(path: str) -> sqlite3.Connection:
+    """Connect to a SQLite file in WAL mode, waiting out another process opening it too.
+
+    Switching a new file to WAL needs an exclusive lock, and SQLite reports "database is
+    locked" at once (without its busy handler) when two processes do it together, e.g. two
+    workers starting side by side on a new store. That is retried for the busy timeout.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.01
+    while True:
+        conn = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
+            isolation_level=None,
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if path != ":memory:":
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+            return conn
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            text = str(exc)
+            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+
 class HistoryStore:
     """Interval history, staffing plans and backtest results behind one small SQL interface.
 
@@ -197,14 +227,7 @@ class HistoryStore:
                 if path != ":memory:":
                     Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
                     path = str(Path(path).expanduser())
-                conn = sqlite3.connect(
-                    path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
-                    isolation_level=None,
-                )
-                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                if path != ":memory:":
-                    conn.execute("PRAGMA journal_mode = WAL")
-                    conn.execute("PRAGMA synchronous = NORMAL")
+                conn = _connect_sqlite(path)
             except (OSError, sqlite3.Error) as exc:
                 raise StoreError(f"cannot open the SQLite store {url!r}: {exc}") from None
             store = cls(conn, "sqlite", url)

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -172,6 +173,33 @@ def test_two_processes_can_write_the_same_sqlite_file(tmp_path):
         assert child.returncode == 0, err
         assert len(store.intervals("north")) == 40
         assert len(store.intervals("other", line="101")) == 1000
+
+
+OPENER = """
+import sys, time
+from services.store import HistoryStore
+go = float(sys.argv[2])
+while time.time() < go:
+    pass
+HistoryStore.open(sys.argv[1]).close()
+print("opened")
+"""
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_processes_opening_a_new_sqlite_file_together_all_succeed(tmp_path, attempt):
+    # Two workers starting side by side on a new store both switch it to WAL; SQLite reports
+    # "database is locked" to one of them at once unless the open is retried (seen in CI).
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    go = time.time() + 1.5
+    children = [subprocess.Popen([sys.executable, "-c", OPENER, url, str(go)], cwd=ROOT,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(6)]
+    results = [child.communicate(timeout=60) for child in children]
+    failures = [err for child, (_, err) in zip(children, results, strict=True)
+                if child.returncode != 0]
+    assert failures == []
+    assert [out.strip() for out, _ in results] == ["opened"] * 6
 
 
 def test_one_store_is_safe_to_share_between_threads(tmp_path):
