@@ -1025,13 +1025,32 @@ class Engine:
                 room.advance(wall_us)
 
     def flush(self, rooms: Iterable[Room] | None = None) -> Output:
-        """Everything to publish from every room (or from ``rooms`` only)."""
+        """Everything to publish from every room (or the records of ``rooms`` only).
+
+        Dead letters are handed over from every room whatever ``rooms`` says: the worker
+        acknowledges a message only once its dead letters are published.
+        """
         out, self.unroomed = self.unroomed, Output()
         for room in self.rooms.values() if rooms is None else rooms:
             room_out = room.flush()
             out.records.extend(room_out.records)
             out.dead_letters.extend(room_out.dead_letters)
+        if rooms is not None:
+            for room in self.rooms.values():
+                if room.out.dead_letters:
+                    out.dead_letters.extend(room.out.dead_letters)
+                    room.out.dead_letters = []
         return out
+
+    def dead_letters_waiting(self, rooms: Iterable[str]) -> bool:
+        """Whether dead letters of ``rooms`` (or of no room) wait for the next flush."""
+        if self.unroomed.dead_letters:
+            return True
+        for name in rooms:
+            room = self.rooms.get(name)
+            if room is not None and room.out.dead_letters:
+                return True
+        return False
 
 
 def _get(item: Any, name: str) -> Any:

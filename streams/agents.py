@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -22,10 +23,19 @@ def register(app: faust.App, worker: StreamWorker) -> None:
 
     @app.agent(topic, name="track_calls")
     async def track_calls(stream: faust.StreamT[Any]) -> None:
-        """Apply each message of the events topic to its room, once."""
-        async for event in stream.events():
+        """Apply each message of the events topic to its room, once.
+
+        Acknowledged by hand: a message that left dead letters is acknowledged (so its
+        offset committed) only once a flush has published them (``StreamWorker.hold``).
+        """
+        manual = stream.noack()  # type: ignore[attr-defined]  # Stream has it, StreamT not
+        async for event in manual.events():
             message = event.message
-            await worker.handle(message.partition, message.offset, message.key, message.value)
+            if await worker.handle(message.partition, message.offset, message.key,
+                                   message.value):
+                worker.hold(functools.partial(manual.ack, event))
+            else:
+                await manual.ack(event)
 
     @app.timer(interval=FLUSH_SECONDS)
     async def publish_changes() -> None:

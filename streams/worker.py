@@ -14,7 +14,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -84,6 +84,10 @@ class StreamWorker:
         self.books: dict[str, AlertBook] = {}
         self.producer: AIOKafkaProducer | None = None
         self.pending_sends: list[asyncio.Future[Any]] = []
+        # Acknowledgements of messages whose dead letters wait for a flush: a message is
+        # acknowledged (and its offset committed) only once they are published, so the
+        # rebuild after a crash knows which dead letters to publish again.
+        self.held: list[Callable[[], Awaitable[Any]]] = []
         # Engine flushes are published in the order they were taken: a later record of a key
         # must never be queued before an earlier one.
         self.publish_lock = asyncio.Lock()
@@ -167,6 +171,9 @@ class StreamWorker:
         engine = Engine(self.settings)
         committed = 0
         count = 0
+        # What replaying the committed offsets produced: their dead letters were published
+        # before those offsets were committed (``hold``); the records are published again.
+        published: Output | None = None
         try:
             # After a broker restart (the embedded broker keeps nothing) the topics this
             # worker writes to may be gone; a rebalance is the moment to put them back.
@@ -195,6 +202,8 @@ class StreamWorker:
                     continue
                 idle = 0
                 for message in messages:
+                    if published is None and message.offset >= committed:
+                        published = engine.flush()
                     when = (message.timestamp or 0) * 1000 or self.clock()
                     engine.process(message.value or b"", when, message.key,
                                    self._source(tp.partition, message.offset))
@@ -204,14 +213,14 @@ class StreamWorker:
             await consumer.stop()
         state.applied_upto = last + 1 if count else 0
         rebuilt = engine.flush()
+        if published is None:  # every offset was committed
+            published, rebuilt = rebuilt, Output(rebuilt.records)
         latest: dict[str, tuple[str, str, dict[str, Any]]] = {}
-        for record in rebuilt.records:
+        for record in published.records + rebuilt.records:
             latest[record[1]] = record
-        # Dead letters of offsets before the committed one were published before the restart.
-        repeat = [
-            dl for dl in rebuilt.dead_letters
-            if dl.source is not None and dl.source.get("offset", -1) >= committed
-        ]
+        # The dead letters of offsets from the committed one on (orphans found then included,
+        # which name no offset) may not have been published before the restart.
+        repeat = rebuilt.dead_letters
         async with self.publish_lock:  # no flush of these rooms is queued before this
             for name, room in engine.rooms.items():
                 self.engine.rooms[name] = room
@@ -220,6 +229,9 @@ class StreamWorker:
                 self.books.setdefault(name, AlertBook(name))
                 self.live_dirty.add(name)
             await self._publish(Output(list(latest.values()), repeat))
+            if repeat:  # before the agent acknowledges the offsets they came from again
+                sends, self.pending_sends = self.pending_sends, []
+                await self._acknowledged(sends)
         if self.freeze_gc:
             # The rebuilt rooms live as long as the partition: keep the cyclic collector
             # from walking them again and again (unfrozen when a partition is revoked).
@@ -246,8 +258,13 @@ class StreamWorker:
 
     # -------------------------------------------------------------- events
 
-    async def handle(self, partition: int, offset: int, key: bytes | None, value: bytes) -> None:
-        """Apply one message of the events topic exactly once."""
+    async def handle(self, partition: int, offset: int, key: bytes | None, value: bytes) -> bool:
+        """Apply one message of the events topic exactly once.
+
+        Returns:
+            True when the message left dead letters for the next flush: acknowledge it
+            through :meth:`hold`, once they are published. False: acknowledge it now.
+        """
         state = self.partitions.get(partition)
         if state is None:
             self.on_assigned([partition])
@@ -255,9 +272,10 @@ class StreamWorker:
         if not state.ready.is_set():
             await state.ready.wait()
         if offset < state.applied_upto:
-            return  # already applied by the rebuild
+            return False  # already applied by the rebuild
+        caught: set[str] = set()
         if offset > state.applied_upto:
-            await self._catch_up(state, offset)
+            caught = await self._catch_up(state, offset)
         touched = self.engine.process(value, self.clock(), key, self._source(partition, offset))
         state.applied_upto = offset + 1
         for room in touched:
@@ -268,9 +286,19 @@ class StreamWorker:
         self.live_dirty |= touched
         if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
             await self.flush()
+        return self.engine.dead_letters_waiting(touched | caught if caught else touched)
 
-    async def _catch_up(self, state: PartitionState, offset: int) -> None:
-        """Apply the offsets between what the rebuild saw and what the agent delivers."""
+    def hold(self, ack: Callable[[], Awaitable[Any]]) -> None:
+        """Acknowledge a message (``ack``) once the next flush has published its dead letters."""
+        self.held.append(ack)
+
+    async def _catch_up(self, state: PartitionState, offset: int) -> set[str]:
+        """Apply the offsets between what the rebuild saw and what the agent delivers.
+
+        Returns:
+            The rooms those offsets touched.
+        """
+        caught: set[str] = set()
         tp = TopicPartition(self.settings.topic_events, state.partition)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_list,
                                     enable_auto_commit=False, fetch_max_wait_ms=50)
@@ -290,12 +318,14 @@ class StreamWorker:
                         self._source(state.partition, message.offset))
                     state.applied_upto = message.offset + 1
                     self.live_dirty |= touched
+                    caught |= touched
                     for room in touched:
                         state.rooms.add(room)
                         self.room_partition.setdefault(room, state.partition)
                         self.books.setdefault(room, AlertBook(room))
         finally:
             await consumer.stop()
+        return caught
 
     # ------------------------------------------------------------ publishing
 
@@ -314,19 +344,28 @@ class StreamWorker:
         ``force`` publishes every room's live state. What a flush sends is acknowledged by the
         time the next flush starts (100 ms later), so the next flush checks it instead of this
         one waiting for a broker round trip while the agent stands still; a flush that
-        published dead letters, or one asked to ``wait``, waits for its own as before.
+        published dead letters, or one asked to ``wait``, waits for its own as before, and
+        then acknowledges the messages those dead letters came from (:meth:`hold`).
         """
         self.last_flush = time.monotonic()
         async with self.publish_lock:
             earlier, self.pending_sends = self.pending_sends, []
             # first: while the broker is down, sends fail here instead of piling up
             await self._acknowledged(earlier)
+            # taken together, with no await between: every held message's dead letters are
+            # in this flush (the engine hands over all rooms' dead letters at every flush)
+            held, self.held = self.held, []
             out = self.engine.flush(None if force or wait else self._flush_due())
             await self._publish(out)
             await self._publish_live(force)
-            if wait or out.dead_letters:
+            if wait or out.dead_letters or held:
                 sends, self.pending_sends = self.pending_sends, []
-                await self._acknowledged(sends)
+                if await self._acknowledged(sends):
+                    for ack in held:
+                        await ack()
+                elif held:
+                    log.warning("%d messages left unacknowledged: their dead letters are "
+                                "published again when their partition is rebuilt", len(held))
 
     def _flush_due(self) -> list[Room]:
         """The rooms whose records to publish now: live ones, and catching-up ones each second."""
@@ -339,10 +378,10 @@ class StreamWorker:
                 due.append(room)
         return due
 
-    async def _acknowledged(self, sends: list[asyncio.Future[Any]]) -> None:
-        """Wait for the broker's answers to ``sends``; log what failed."""
+    async def _acknowledged(self, sends: list[asyncio.Future[Any]]) -> bool:
+        """Wait for the broker's answers to ``sends``; log what failed; True if none did."""
         if not sends:
-            return
+            return True
         if not all(f.done() for f in sends):  # as a rule they are: no need to yield
             await asyncio.wait(sends)
         failed = [e for e in map(_failure, sends) if e is not None]
@@ -352,6 +391,7 @@ class StreamWorker:
             log.warning("broker unreachable: %d of %d sends not acknowledged (%s); "
                         "will publish again after reconnecting", len(failed), len(sends),
                         failed[0])
+        return not failed
 
     async def _publish(self, out: Output) -> None:
         producer = self.producer

@@ -124,6 +124,29 @@ def latest_records(bootstrap: str, topic: str) -> dict[str, dict[str, dict[str, 
     return out
 
 
+def uncommitted(bootstrap: str, topic: str, group: str) -> int:
+    """How many messages of ``topic`` the consumer ``group`` has not committed yet.
+
+    tansu can report an end offset short of its last record batch: then this is negative.
+    """
+
+    async def run() -> int:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                    enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+            ends = await consumer.end_offsets(tps)
+            lag = 0
+            for tp in tps:
+                lag += ends[tp] - ((await consumer.committed(tp)) or 0)
+            return lag
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
+
+
 def wait_until(check: Callable[[], bool], timeout: float, interval: float = 1.0,
                what: str = "condition") -> None:
     """Poll ``check`` until true, else fail saying what did not happen."""

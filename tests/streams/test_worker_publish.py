@@ -288,3 +288,71 @@ def test_a_catching_up_room_publishes_its_records_each_second_a_live_one_at_ever
     out = worker.engine.flush(worker._flush_due())
     old = [record for _kind, key, record in out.records if key.startswith("old|")]
     assert old and old[0]["offered"] == 2
+
+
+def _offered(room: str, n: int, at_us: int, **extra: Any) -> bytes:
+    from services.kpis import iso
+
+    return orjson.dumps({"v": 1, "id": f"e{n}", "type": "call.offered", "room": room,
+                         "at": iso(at_us), "call": f"c{n}", "line": "101", **extra})
+
+
+def _ready_worker(producer: FakeProducer) -> StreamWorker:
+    from streams.worker import PartitionState
+
+    worker = StreamWorker(Settings())
+    worker.producer = producer  # type: ignore[assignment]
+    state = worker.partitions[0] = PartitionState(0)
+    state.ready.set()
+    worker.last_flush = time.monotonic() + 3600  # no flush inside handle: the test flushes
+    return worker
+
+
+async def test_a_message_with_dead_letters_is_acknowledged_only_once_they_are_published(
+) -> None:
+    producer = FakeProducer(hold=True)
+    worker = _ready_worker(producer)
+    now_us = time.time_ns() // 1000
+    acked: list[int] = []
+
+    async def ack(offset: int) -> None:
+        acked.append(offset)
+
+    assert await worker.handle(0, 0, b"north", _offered("north", 1, now_us)) is False
+    bad = _offered("north", 2, now_us, call=5)  # a call id that is not a string
+    assert await worker.handle(0, 1, b"north", bad) is True
+    worker.hold(lambda: ack(1))
+    # a catching-up room publishes its records each second; its dead letters go at once
+    worker.records_sent["north"] = time.monotonic()
+    worker.engine.rooms["north"].live = False
+    flush = asyncio.ensure_future(worker.flush())
+    await asyncio.sleep(0.05)
+    assert not flush.done() and acked == []  # published, not yet acknowledged by the broker
+    dead = producer.by_partition(worker.settings.topic_deadletter)
+    assert [orjson.loads(v)["error"][:5] for records in dead.values() for _k, v in records] == [
+        "call:"]
+    assert not producer.by_partition(worker.settings.topic_intervals)  # records wait their turn
+    producer.release()
+    await asyncio.wait_for(flush, 1)
+    assert acked == [1]
+    assert not worker.held
+
+
+async def test_a_message_whose_dead_letters_were_not_acknowledged_stays_unacknowledged(
+        caplog: pytest.LogCaptureFixture) -> None:
+    producer = FakeProducer(hold=True)
+    worker = _ready_worker(producer)
+    acked: list[int] = []
+
+    async def ack() -> None:
+        acked.append(1)
+
+    assert await worker.handle(0, 0, b"north", b"{not json") is True
+    worker.hold(ack)
+    flush = asyncio.ensure_future(worker.flush())
+    await asyncio.sleep(0.05)
+    producer.release(ConnectionError("broker gone"))
+    with caplog.at_level(logging.WARNING, logger="streams.worker"):
+        await asyncio.wait_for(flush, 1)
+    assert acked == []  # its offset is not committed: the rebuild publishes them again
+    assert "1 messages left unacknowledged" in caplog.text
