@@ -23,7 +23,7 @@ demo: native
 	$(BIN)/pacesetter demo
 
 test: native
-	$(BIN)/python -m pytest -m "not slow" -q -p no:cacheprovider
+	$(BIN)/python -m pytest -m "not slow" -q -p no:cacheprovider --durations=20
 
 test-all: native
 	$(BIN)/python -m pytest -q -p no:cacheprovider
