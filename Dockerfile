@@ -4,6 +4,10 @@
 
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# A C compiler for the engine compiled with mypyc (below); the runtime image needs none.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/pacesetter
 WORKDIR /src
 # Dependencies first, from pyproject.toml alone, so a source change does not reinstall
@@ -19,6 +23,14 @@ COPY api api
 COPY pacesetter pacesetter
 RUN /opt/pacesetter/bin/pip install --no-deps . \
  && /opt/pacesetter/bin/pacesetter --help >/dev/null
+# The engine compiled with mypyc beside the installed sources (services/_native.py: about 1.5
+# times as fast as Python); mypy builds it and is not needed to run it. Run from / so that
+# the installed package, not /src, is the one compiled. The build fails if it did not compile.
+RUN /opt/pacesetter/bin/pip install "mypy>=1.10" \
+ && cd / \
+ && /opt/pacesetter/bin/python -c 'import sys; from services._native import main; sys.exit(main())' \
+ && /opt/pacesetter/bin/python -c 'import sys, services; sys.exit(0 if services.NATIVE else "the engine did not compile")' \
+ && /opt/pacesetter/bin/pip uninstall -y mypy
 
 FROM python:3.11-slim-bookworm
 RUN groupadd --system --gid 10001 pacesetter \

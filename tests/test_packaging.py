@@ -1,0 +1,73 @@
+"""The wheel the Docker image installs (``pip install .``) holds every package and runs.
+
+The development checkout is installed editable, which imports from the source tree whatever
+the wheel would hold: only a real wheel shows a package missing from it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from tests.test_layout import OURS, ROOT
+
+
+def test_the_wheel_holds_every_package_and_its_cli_runs_from_it(tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path / "wheel"), str(ROOT)],
+        check=True, capture_output=True, text=True, timeout=300)
+    (wheel,) = (tmp_path / "wheel").glob("pacesetter-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert top == OURS
+    for package in OURS:
+        sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / package).rglob("*.py")
+                   if "__pycache__" not in p.parts and ".native" not in p.parts}
+        assert sources <= set(names), sorted(sources - set(names))
+    assert any(name.startswith("api/static/") for name in names)  # the dashboard ships too
+
+    # Installed on its own (the dependencies come from this environment), away from the
+    # checkout, the command line runs.
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
+                    str(target), str(wheel)], check=True, capture_output=True, timeout=300)
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    shown = subprocess.run(
+        [sys.executable, "-c", "import services, streams, api, forecasting, sys;"
+         "print(*(m.__file__ for m in (services, streams, api, forecasting)));"
+         "from pacesetter.cli import main; sys.argv = ['pacesetter', '--help']; main()"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    loaded, _, usage = shown.stdout.partition("\n")
+    assert all(path.startswith(str(target)) for path in loaded.split()), loaded
+    assert "worker" in usage
+
+
+def test_the_engine_compiles_beside_an_installed_wheel_as_the_docker_build_does(
+        tmp_path: Path) -> None:
+    # The Dockerfile's build stage: install the wheel, then build the native engine from /
+    # against the installed package (not the checkout), and require it to be used.
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path / "wheel"), str(ROOT)],
+        check=True, capture_output=True, text=True, timeout=300)
+    (wheel,) = (tmp_path / "wheel").glob("pacesetter-*.whl")
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
+                    str(target), str(wheel)], check=True, capture_output=True, timeout=300)
+    env = {**os.environ, "PYTHONPATH": str(target), "PACESETTER_PURE_PYTHON": "0"}
+    built = subprocess.run(
+        [sys.executable, "-c", "import sys; from services._native import main; sys.exit(main())"],
+        cwd="/", env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert built.returncode == 0, built.stderr[-2000:]
+    used = subprocess.run(
+        [sys.executable, "-c", "import services, services.engine as e; print(services.NATIVE, "
+         "e.__file__)"], cwd="/", env=env, capture_output=True, text=True, timeout=60,
+        check=False)
+    native, path = used.stdout.split()
+    assert native == "True", built.stderr[-2000:]
+    assert path.startswith(str(target / "services" / ".native")), path
