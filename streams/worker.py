@@ -360,10 +360,11 @@ class StreamWorker:
             await self._publish_live(force)
             if wait or out.dead_letters or held:
                 sends, self.pending_sends = self.pending_sends, []
-                if await self._acknowledged(sends):
+                # (no producer yet or any more: nothing was published, nothing acknowledged)
+                if await self._acknowledged(sends) and self.producer is not None:
                     for ack in held:
                         await ack()
-                elif held:
+                elif held and self.producer is not None:
                     log.warning("%d messages left unacknowledged: their dead letters are "
                                 "published again when their partition is rebuilt", len(held))
 

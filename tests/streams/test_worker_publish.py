@@ -356,3 +356,17 @@ async def test_a_message_whose_dead_letters_were_not_acknowledged_stays_unacknow
         await asyncio.wait_for(flush, 1)
     assert acked == []  # its offset is not committed: the rebuild publishes them again
     assert "1 messages left unacknowledged" in caplog.text
+
+
+async def test_without_a_producer_nothing_is_published_so_nothing_is_acknowledged() -> None:
+    worker = _ready_worker(FakeProducer())
+    worker.producer = None  # before start() connected it, or after stop()
+    acked: list[int] = []
+
+    async def ack() -> None:
+        acked.append(1)
+
+    assert await worker.handle(0, 0, b"north", b"{not json") is True
+    worker.hold(ack)
+    await worker.flush()
+    assert acked == []
