@@ -12,15 +12,30 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from tests.test_layout import OURS, ROOT
 
 
-def test_the_wheel_holds_every_package_and_its_cli_runs_from_it(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The wheel built from the checkout, and a folder it is installed in (no dependencies:
+    they come from this environment), as the Docker image's build stage does."""
+    tmp = tmp_path_factory.mktemp("packaging")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path / "wheel"), str(ROOT)],
+         "-w", str(tmp / "wheel"), str(ROOT)],
         check=True, capture_output=True, text=True, timeout=300)
-    (wheel,) = (tmp_path / "wheel").glob("pacesetter-*.whl")
+    (wheel,) = (tmp / "wheel").glob("pacesetter-*.whl")
+    target = tmp / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
+                    str(target), str(wheel)], check=True, capture_output=True, timeout=300)
+    return wheel, target
+
+
+def test_the_wheel_holds_every_package_and_its_cli_runs_from_it(
+        installed: tuple[Path, Path], tmp_path: Path) -> None:
+    wheel, target = installed
     names = zipfile.ZipFile(wheel).namelist()
     top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert top == OURS
@@ -30,11 +45,7 @@ def test_the_wheel_holds_every_package_and_its_cli_runs_from_it(tmp_path: Path) 
         assert sources <= set(names), sorted(sources - set(names))
     assert any(name.startswith("api/static/") for name in names)  # the dashboard ships too
 
-    # Installed on its own (the dependencies come from this environment), away from the
-    # checkout, the command line runs.
-    target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
-                    str(target), str(wheel)], check=True, capture_output=True, timeout=300)
+    # Installed on its own, away from the checkout, the command line runs.
     env = {**os.environ, "PYTHONPATH": str(target)}
     shown = subprocess.run(
         [sys.executable, "-c", "import services, streams, api, forecasting, sys;"
@@ -48,17 +59,10 @@ def test_the_wheel_holds_every_package_and_its_cli_runs_from_it(tmp_path: Path) 
 
 
 def test_the_engine_compiles_beside_an_installed_wheel_as_the_docker_build_does(
-        tmp_path: Path) -> None:
-    # The Dockerfile's build stage: install the wheel, then build the native engine from /
-    # against the installed package (not the checkout), and require it to be used.
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path / "wheel"), str(ROOT)],
-        check=True, capture_output=True, text=True, timeout=300)
-    (wheel,) = (tmp_path / "wheel").glob("pacesetter-*.whl")
-    target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
-                    str(target), str(wheel)], check=True, capture_output=True, timeout=300)
+        installed: tuple[Path, Path]) -> None:
+    # The Dockerfile's build stage: build the native engine from / against the installed
+    # package (not the checkout), and require it to be used.
+    _wheel, target = installed
     env = {**os.environ, "PYTHONPATH": str(target), "PACESETTER_PURE_PYTHON": "0"}
     built = subprocess.run(
         [sys.executable, "-c", "import sys; from services._native import main; sys.exit(main())"],
