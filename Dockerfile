@@ -23,13 +23,13 @@ COPY api api
 COPY pacesetter pacesetter
 RUN /opt/pacesetter/bin/pip install --no-deps . \
  && /opt/pacesetter/bin/pacesetter --help >/dev/null
-# The engine compiled with mypyc beside the installed sources (services/_native.py: about 1.5
+# The engine compiled with mypyc beside the installed sources (services/figures/_native.py: about 1.5
 # times as fast as Python); mypy builds it and is not needed to run it. Run from / so that
 # the installed package, not /src, is the one compiled. The build fails if it did not compile.
 RUN /opt/pacesetter/bin/pip install "mypy>=1.10" \
  && cd / \
- && /opt/pacesetter/bin/python -c 'import sys; from services._native import main; sys.exit(main())' \
- && /opt/pacesetter/bin/python -c 'import sys, services; sys.exit(0 if services.NATIVE else "the engine did not compile")' \
+ && /opt/pacesetter/bin/python -c 'import sys; from services.figures._native import main; sys.exit(main())' \
+ && /opt/pacesetter/bin/python -c 'import sys, services.figures; sys.exit(0 if services.figures.NATIVE else "the engine did not compile")' \
  && /opt/pacesetter/bin/pip uninstall -y mypy
 
 FROM python:3.11-slim-bookworm

@@ -15,9 +15,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
-# The engine compiled with mypyc (services/_native.py); pure Python if it cannot be built.
+# The engine compiled with mypyc (services/figures/_native.py); pure Python if it cannot be built.
 native: $(STAMP)
-	@$(BIN)/python -c 'import sys; from services._native import main; sys.exit(main())'
+	@$(BIN)/python -c 'import sys; from services.figures._native import main; sys.exit(main())'
 
 demo: native
 	$(BIN)/pacesetter demo
@@ -36,4 +36,4 @@ bench: native
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache services/.native
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache services/figures/.native

@@ -25,7 +25,7 @@ from api.routes import (
     staffing,
     stream,
 )
-from services.settings import Settings
+from services.contract.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def create_app(settings: Settings, read_model: ReadModel | None = None,
         settings: the deployment's settings (topics, tokens, bootstrap servers).
         read_model: a read model to serve; by default one is created, started with the app
             and stopped with it. One that is passed in but not running is started too.
-        store: the history store (``services.store.HistoryStore``) for forecasts, staffing
+        store: the history store (``services.history.store.HistoryStore``) for forecasts, staffing
             plans and intervals older than the read model holds; None for none.
     """
     model = read_model if read_model is not None else ReadModel(settings)

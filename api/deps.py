@@ -14,8 +14,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BeforeValidator, WithJsonSchema
 
 from api.readmodel import ReadModel
-from services.events import InvalidEvent, parse_time
-from services.settings import LINE_PATTERN, Settings
+from services.contract.events import InvalidEvent, parse_time
+from services.contract.settings import LINE_PATTERN, Settings
+from services.history.store import HistoryStore
 
 ROLE_RANK = {"viewer": 0, "scheduler": 1, "admin": 2}
 TIME_EXAMPLE = "2026-11-21T22:15:00Z"
@@ -35,21 +36,16 @@ def get_read_model(request: Request) -> ReadModel:
 
 
 def get_store(request: Request) -> Any | None:
-    """The history store the app was given (``services.store.HistoryStore``), or None."""
+    """The history store the app was given (``services.history.store.HistoryStore``), or None."""
     return request.app.state.store
 
 
 def open_store(settings: Settings) -> Any | None:
-    """Open ``services.store.HistoryStore`` when that module exists; None otherwise."""
-    import importlib.util
+    """Open the history store; None (logged) when it cannot be opened."""
     import logging
 
-    if importlib.util.find_spec("services.store") is None:
-        return None
     try:
-        from services import store as store_module
-
-        return store_module.HistoryStore.open(settings.store_url)
+        return HistoryStore.open(settings.store_url)
     except Exception as exc:  # noqa: BLE001 - no store: the routes that need it say so
         logging.getLogger(__name__).warning("history store %s unavailable: %s",
                                             settings.store_url, exc)

@@ -22,8 +22,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from api.readmodel import ReadModel
-from services.alerts import RULES as ALERT_RULES
-from services.kpis import HANDLER_STATES
+from services.alerts.book import RULES as ALERT_RULES
+from services.figures.kpis import HANDLER_STATES
 
 SL_DEFINITIONS = ("answered", "offered", "excl_early_abandons")
 CALL_COUNTERS = (

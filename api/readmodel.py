@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from services.settings import Settings
+from services.contract.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ class ReadModel:
             await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
 
     async def _ensure_topics(self) -> None:
-        from services.broker import ensure_topics
+        from services.kafka.broker import ensure_topics
 
         loop = asyncio.get_running_loop()
         try:

@@ -40,8 +40,8 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.broker import EmbeddedBroker, free_port  # noqa: E402
-from services.simulator import simulate_events  # noqa: E402
+from services.kafka.broker import EmbeddedBroker, free_port  # noqa: E402
+from services.simulation.simulator import simulate_events  # noqa: E402
 from tests.integration.harness import Process, produce_lines, topic_env  # noqa: E402
 
 HOST = "127.0.0.1"

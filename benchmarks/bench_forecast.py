@@ -23,10 +23,10 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from forecasting import service
-from forecasting.calendar import local_day_bounds
 from forecasting.synthetic import synthetic_intervals
-from services.settings import Settings
-from services.store import HistoryStore
+from services.contract.settings import Settings
+from services.history.store import HistoryStore
+from services.planning.calendar import local_day_bounds
 
 
 def cpu_seconds() -> float:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from services.simulator import write_jsonl  # noqa: E402
+from services.simulation.simulator import write_jsonl  # noqa: E402
 
 
 def main() -> None:

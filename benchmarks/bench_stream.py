@@ -23,8 +23,8 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.broker import EmbeddedBroker, free_port  # noqa: E402
-from services.simulator import simulate_events  # noqa: E402
+from services.kafka.broker import EmbeddedBroker, free_port  # noqa: E402
+from services.simulation.simulator import simulate_events  # noqa: E402
 from tests.integration.harness import Process, produce_lines, read_topic, topic_env  # noqa: E402
 
 
@@ -296,8 +296,8 @@ def national_memory(days: float = 7.0) -> dict[str, Any]:
     """Engine memory with 7 days of a national call volume (32 M calls a year, 43 rooms)."""
     import random
 
-    from services.engine import Engine
-    from services.settings import Settings
+    from services.contract.settings import Settings
+    from services.figures.engine import Engine
 
     calls_per_day = 32_000_000 / 365
     rooms = 43
@@ -345,7 +345,7 @@ def national_memory(days: float = 7.0) -> dict[str, Any]:
 
 
 def _iso(us: int) -> str:
-    from services.kpis import iso
+    from services.figures.kpis import iso
 
     return iso(us)
 

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 
 from forecasting.baselines import seasonal_naive
-from forecasting.calendar import LONDON, LocalCalendar, utc_range
 from forecasting.history import MIN_HISTORY_DAYS, History, NotEnoughHistory
 from forecasting.methods import METHODS, PROPHET, forecast_calls
 from forecasting.prophet_model import INTERVAL_WIDTH
-from services.events import format_time
+from services.contract.events import format_time
+from services.planning.calendar import LONDON, LocalCalendar, utc_range
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from forecasting.calendar import SLOTS_PER_DAY, LocalCalendar
+from services.planning.calendar import SLOTS_PER_DAY, LocalCalendar
 
 WEEK = pd.Timedelta(days=7)
 PROFILE_WEEKS = 8

@@ -9,10 +9,10 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from forecasting.calendar import INTERVAL
-from services.errors import PacesetterError
-from services.events import format_time
-from services.store import HistoryStore
+from services.contract.errors import PacesetterError
+from services.contract.events import format_time
+from services.history.store import HistoryStore
+from services.planning.calendar import INTERVAL
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from forecasting.baselines import daily_profile, noise_sd, seasonal_naive, sqrt_interval
-from forecasting.calendar import LocalCalendar
 from forecasting.prophet_model import INTERVAL_WIDTH, UNCERTAINTY_SAMPLES, prophet_forecast
-from services.errors import PacesetterError
+from services.contract.errors import PacesetterError
+from services.planning.calendar import LocalCalendar
 
 PROPHET = "prophet"
 SEASONAL_NAIVE = "seasonal_naive"

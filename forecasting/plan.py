@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from forecasting.calendar import INTERVAL, INTERVAL_SECONDS, LONDON
-from forecasting.erlang import erlang_a_many, erlang_c_many, required_handlers_many
-from services.errors import PacesetterError
-from services.events import format_time
+from services.contract.errors import PacesetterError
+from services.contract.events import format_time
+from services.planning.calendar import INTERVAL, INTERVAL_SECONDS, LONDON
+from services.planning.erlang import erlang_a_many, erlang_c_many, required_handlers_many
 
 MIN_REFORECAST_CALLS = 10.0  # below this many forecast calls so far, a ratio is mostly noise
 REFORECAST_LIMITS = (0.5, 2.0)

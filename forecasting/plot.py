@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from forecasting.calendar import LONDON
+from services.planning.calendar import LONDON
 
 
 def _local(times: Sequence[str]) -> pd.DatetimeIndex:

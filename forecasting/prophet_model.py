@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from forecasting.calendar import LocalCalendar, holiday_frame
+from services.planning.calendar import LocalCalendar, holiday_frame
 
 logger = logging.getLogger(__name__)
 

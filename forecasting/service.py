@@ -21,8 +21,6 @@ import pandas as pd
 
 from forecasting.backtest import DEFAULT_WEEKS, HORIZON_DAYS, required_days, run_backtest
 from forecasting.baselines import aht_profile
-from forecasting.calendar import LONDON, local_day_bounds, utc_range
-from forecasting.erlang import erlang_a, erlang_c
 from forecasting.history import (
     MIN_HISTORY_DAYS,
     History,
@@ -37,10 +35,12 @@ from forecasting.plan import (
     reforecast_factor,
     staffing_rows,
 )
-from services.errors import PacesetterError
-from services.events import format_time, parse_time
-from services.settings import Settings
-from services.store import PLAN_FIELDS, HistoryStore
+from services.contract.errors import PacesetterError
+from services.contract.events import format_time, parse_time
+from services.contract.settings import Settings
+from services.history.store import PLAN_FIELDS, HistoryStore
+from services.planning.calendar import LONDON, local_day_bounds, utc_range
+from services.planning.erlang import erlang_a, erlang_c
 
 logger = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from forecasting.calendar import INTERVAL, LocalCalendar, utc_range
+from services.planning.calendar import INTERVAL, LocalCalendar, utc_range
 
 # Relative demand by local hour (0–23), loosely after published force call profiles:
 # 999 peaks in the evening and, at weekends, into the small hours; 101 is a daytime line.

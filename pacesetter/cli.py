@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from services.errors import PacesetterError
+from services.contract.errors import PacesetterError
 
 # Each module registers its subcommands; they are imported lazily at parse time so that
 # `pacesetter validate` does not pay for importing Faust, FastAPI or Prophet.
@@ -31,13 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue  # a command group not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

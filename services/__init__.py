@@ -1,6 +1,11 @@
-"""The core every part shares: settings, the event contract, metric definitions, ingest, broker."""
+"""The core every part shares; each folder says what lives there.
 
-from services._native import activate as _activate
-
-# the mypyc build of the engine, if present and built from exactly these sources
-NATIVE = _activate(__path__)
+- ``contract/``: the event contract, settings, errors and privacy (what every part agrees on)
+- ``figures/``: the room state machine and the exact figures of METRICS.md (KPIs, live state,
+  the batch report)
+- ``alerts/``: the alert rules (condition, threshold, severity, message) and their episodes
+- ``kafka/``: the embedded broker, topics, clients and publishing
+- ``history/``: the history store and imports into it
+- ``planning/``: Erlang C / A and the control room's calendar, shared by forecasts and simulator
+- ``simulation/``: the synthetic control room
+"""

@@ -8,7 +8,7 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from services.settings import Settings
+from services.contract.settings import Settings
 
 log = logging.getLogger(__name__)
 

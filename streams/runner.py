@@ -7,8 +7,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from services.broker import ensure_topics, wait_for_kafka
-from services.settings import Settings
+from services.contract.settings import Settings
+from services.history.store import HistoryStore
+from services.kafka.broker import ensure_topics, wait_for_kafka
 from streams import agents
 from streams.app import create_app
 from streams.worker import StreamWorker
@@ -20,13 +21,8 @@ log = logging.getLogger(__name__)
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
-def open_store(settings: Settings) -> Any:
-    """The history store, if the store module is available; ``None`` otherwise."""
-    try:
-        from services.store import HistoryStore
-    except ImportError:
-        log.warning("history store not available: final intervals are not stored")
-        return None
+def open_store(settings: Settings) -> HistoryStore:
+    """The history store the worker saves final records to."""
     return HistoryStore.open(settings.store_url)
 
 

@@ -22,12 +22,12 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
-from services.alerts import AlertBook
-from services.broker import ensure_topics
-from services.engine import Engine, Output, Room
-from services.kpis import interval_start
-from services.live import PlanLookup, live_state
-from services.settings import Settings
+from services.alerts.book import AlertBook
+from services.contract.settings import Settings
+from services.figures.engine import Engine, Output, Room
+from services.figures.kpis import interval_start
+from services.figures.live import PlanLookup, live_state
+from services.kafka.broker import ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -526,7 +526,7 @@ class StreamWorker:
             if cached is not None and time.monotonic() - cached[0] < (
                     60 if cached[1] is not None else 10):
                 return cached[1]
-            from services.events import from_us
+            from services.contract.events import from_us
 
             try:
                 with self.store_lock:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.broker import EmbeddedBroker, free_port
+from services.kafka.broker import EmbeddedBroker, free_port
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
 """Independent batch oracle of METRICS.md / DEFINITIONS.md, for the stream engine's tests.
 
-Written from the specifications only (METRICS.md, EVENTS.md, API.md, services/DEFINITIONS.md,
-services/TOPICS.md); it shares nothing with the production metric code except the event
-contract (``services.events``), which is tested on its own.
+Written from the specifications only (METRICS.md, EVENTS.md, API.md,
+services/figures/DEFINITIONS.md, services/kafka/TOPICS.md); it shares nothing with the
+production metric code except the event contract
+(``services.contract.events``), which is tested on its own.
 
 It is deliberately plain rather than fast, in two steps:
 
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.events import Event, InvalidEvent, decode_message, parse_event
+from services.contract.events import Event, InvalidEvent, decode_message, parse_event
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 US = 1_000_000

@@ -79,7 +79,7 @@ def test_the_import_check_sees_every_form_of_import() -> None:
         "from api import deps\n"
         "from . import sibling\n"
         "def f():\n"
-        "    from forecasting.erlang import erlang_c\n"
+        "    from forecasting.plan import plan\n"
         "    importlib.import_module('pacesetter.cli')\n"
     )
     assert [t for _, t in imported_packages(tree)] == ["streams", "api", "forecasting",

@@ -65,13 +65,15 @@ def test_the_engine_compiles_beside_an_installed_wheel_as_the_docker_build_does(
     _wheel, target = installed
     env = {**os.environ, "PYTHONPATH": str(target), "PACESETTER_PURE_PYTHON": "0"}
     built = subprocess.run(
-        [sys.executable, "-c", "import sys; from services._native import main; sys.exit(main())"],
+        [sys.executable, "-c",
+         "import sys; from services.figures._native import main; sys.exit(main())"],
         cwd="/", env=env, capture_output=True, text=True, timeout=600, check=False)
     assert built.returncode == 0, built.stderr[-2000:]
     used = subprocess.run(
-        [sys.executable, "-c", "import services, services.engine as e; print(services.NATIVE, "
+        [sys.executable, "-c", "import services.figures, services.figures.engine as e; "
+         "print(services.figures.NATIVE, "
          "e.__file__)"], cwd="/", env=env, capture_output=True, text=True, timeout=60,
         check=False)
     native, path = used.stdout.split()
     assert native == "True", built.stderr[-2000:]
-    assert path.startswith(str(target / "services" / ".native")), path
+    assert path.startswith(str(target / "services" / "figures" / ".native")), path

@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from api.deps import ReadModelDep, SettingsDep
-from services.settings import DEFAULT_LINE_PROFILES, DEFAULT_PROFILE
+from services.contract.settings import DEFAULT_LINE_PROFILES, DEFAULT_PROFILE
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 router = APIRouter(include_in_schema=False)

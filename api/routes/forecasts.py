@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, status
 
 from api.deps import AUTH_RESPONSES, LINE_PATTERN, AwareTime, RoomDep, SettingsDep, StoreDep, Viewer
-from services.errors import PacesetterError
+from services.contract.errors import PacesetterError
 
 router = APIRouter(prefix="/api/v1/rooms/{room}", tags=["forecasts"], dependencies=[Viewer],
                    responses=AUTH_RESPONSES)

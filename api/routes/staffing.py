@@ -12,7 +12,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from api.deps import AUTH_RESPONSES, RoomDep, Scheduler, SettingsDep, StoreDep
 from api.routes.forecasts import LineRequired, domain_error, no_store
-from services.errors import PacesetterError
+from services.contract.errors import PacesetterError
 
 LONDON = ZoneInfo("Europe/London")
 router = APIRouter(prefix="/api/v1", tags=["staffing"], dependencies=[Scheduler],

@@ -8,9 +8,9 @@ import sys
 import threading
 from typing import Any
 
-from services.broker import EmbeddedBroker, ensure_topics, wait_for_kafka
-from services.ingest import IngestError, replay_file, validate_file
-from services.settings import load_settings
+from services.contract.settings import load_settings
+from services.kafka.broker import EmbeddedBroker, ensure_topics, wait_for_kafka
+from services.kafka.ingest import IngestError, replay_file, validate_file
 
 
 def register(sub: Any) -> None:

@@ -9,9 +9,9 @@ from collections import defaultdict
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from services.errors import PacesetterError
-from services.settings import load_settings
-from services.store import HistoryStore
+from services.contract.errors import PacesetterError
+from services.contract.settings import load_settings
+from services.history.store import HistoryStore
 
 
 def register(sub: Any) -> None:
@@ -85,8 +85,8 @@ def _fmt(value: Any, places: int = 1, suffix: str = "") -> str:
 
 
 def _local(text: str) -> datetime:
-    from forecasting.calendar import LONDON
-    from services.events import parse_time
+    from services.contract.events import parse_time
+    from services.planning.calendar import LONDON
 
     return parse_time(text).astimezone(LONDON)
 
@@ -255,7 +255,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     """Import a CSV into the store, reporting bad rows by line number."""
-    from services.history_import import import_calls, import_intervals, parse_mapping
+    from services.history.imports import import_calls, import_intervals, parse_mapping
 
     def report(message: str) -> None:
         print(message, file=sys.stderr)

@@ -22,9 +22,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from services.broker import BrokerError, free_port, port_is_free
-from services.errors import PacesetterError
-from services.settings import Settings, load_settings
+from services.contract.errors import PacesetterError
+from services.contract.settings import Settings, load_settings
+from services.kafka.broker import BrokerError, free_port, port_is_free
 
 
 class ServeError(PacesetterError):
@@ -269,7 +269,7 @@ class Planner:
                      "restart the demo to try again, or skip planning with --no-plans")
 
     def _names(self) -> list[str]:
-        from services.simulator import room_name
+        from services.simulation.simulator import room_name
 
         return [room_name(i) for i in range(self.rooms)]
 
@@ -307,8 +307,8 @@ class Planner:
         Like the forecaster, a gap of under a day counts as quiet (known) and a longer one as
         unknown.
         """
-        from services.simulator import LINES
-        from services.store import HistoryStore
+        from services.history.store import HistoryStore
+        from services.simulation.simulator import LINES
 
         fewest = float("inf")
         with HistoryStore.open(self.settings.store_url) as store:

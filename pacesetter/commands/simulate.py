@@ -9,7 +9,7 @@ import threading
 from datetime import date, datetime
 from typing import Any
 
-from services.simulator import DEFAULT_START, SimulationError, stream_live, write_jsonl
+from services.simulation.simulator import DEFAULT_START, SimulationError, stream_live, write_jsonl
 
 _FILE_ONLY = ("days", "start")
 _LIVE_ONLY = ("speed", "backfill_hours", "topic")
@@ -97,8 +97,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _live(args: argparse.Namespace) -> int:
-    from services.broker import ensure_topics, wait_for_kafka
-    from services.settings import load_settings
+    from services.contract.settings import load_settings
+    from services.kafka.broker import ensure_topics, wait_for_kafka
 
     settings = load_settings()
     topic = args.topic or settings.topic_events

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from services.settings import load_settings
+from services.contract.settings import load_settings
 
 
 def register(sub: Any) -> None:
@@ -37,13 +37,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Compute and print the records of a file."""
-    from services.ingest import read_lines
-    from services.report import compute_records
+    from services.figures.report import compute_records
+    from services.kafka.ingest import read_lines
 
     settings = load_settings()
     report = compute_records(read_lines(args.file), settings)
     if args.store is not None:
-        from services.store import HistoryStore
+        from services.history.store import HistoryStore
 
         finals = [r for r in report.intervals.values() if r["final"]]
         with HistoryStore.open(args.store or settings.store_url) as store:

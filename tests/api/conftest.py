@@ -9,7 +9,7 @@ import pytest
 
 from api.app import create_app
 from api.readmodel import ReadModel
-from services.settings import Settings
+from services.contract.settings import Settings
 from tests.api.feeds import Feed, make_settings, make_topics, seed
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import uvicorn
 
-from services.broker import free_port
-from services.settings import Settings
+from services.contract.settings import Settings
+from services.kafka.broker import free_port
 
 BASE = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 TOKENS = "viewer:viewer-token-1,scheduler:scheduler-token-1,admin:admin-token-1"
@@ -174,7 +174,7 @@ def make_settings(bootstrap: str, **over: Any) -> Settings:
 
 
 def make_topics(settings: Settings) -> None:
-    from services.broker import ensure_topics
+    from services.kafka.broker import ensure_topics
 
     ensure_topics(settings.bootstrap_servers,
                   [settings.topic_intervals, settings.topic_live, settings.topic_alerts],

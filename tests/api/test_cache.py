@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.readmodel import ReadModel
-from services.settings import Settings
+from services.contract.settings import Settings
 
 
 def record(offered: int) -> dict:

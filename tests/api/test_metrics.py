@@ -93,7 +93,7 @@ def test_promtool_check_metrics_passes(exposition):
 def test_staffing_plan_figures_are_exported_for_grafana():
     from api.metrics import build_registry
     from api.readmodel import ReadModel
-    from services.settings import Settings
+    from services.contract.settings import Settings
 
     settings = Settings(bootstrap_servers="127.0.0.1:1", api_tokens="")
     model = ReadModel(settings)

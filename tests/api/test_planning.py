@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -11,8 +10,6 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("forecasting.service") is None,
-                                reason="forecasting.service is not written yet")
 LONDON = ZoneInfo("Europe/London")
 WHAT_IF = {"calls": 100, "interval_seconds": 1800, "aht_seconds": 180, "handlers": 14,
            "threshold_seconds": 20}
@@ -21,7 +18,7 @@ WHAT_IF = {"calls": 100, "interval_seconds": 1800, "aht_seconds": 180, "handlers
 @pytest.fixture(scope="module")
 def store():
     from forecasting.synthetic import synthetic_intervals
-    from services.store import HistoryStore
+    from services.history.store import HistoryStore
 
     opened = HistoryStore.open("sqlite:///:memory:")
     today = datetime.now(LONDON).replace(hour=0, minute=0, second=0, microsecond=0)

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.readmodel import ReadModel
-from services.broker import free_port
+from services.kafka.broker import free_port
 from tests.api.feeds import BASE, Feed, interval_record, live_state, make_settings, make_topics
 
 

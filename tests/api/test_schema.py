@@ -11,7 +11,7 @@ from api.app import create_app
 from api.deps import open_store
 from api.metrics import build_registry
 from api.readmodel import ReadModel
-from services.settings import Settings
+from services.contract.settings import Settings
 from tests.api.feeds import TOKENS, Feed, changed, make_settings, make_topics, seed
 
 # The schema is read at import time; the read model behind the app is bound by a fixture.

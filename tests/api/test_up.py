@@ -17,8 +17,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from services.broker import free_port
-from services.simulator import simulate_events
+from services.kafka.broker import free_port
+from services.simulation.simulator import simulate_events
 from tests import oracle
 from tests.streams.test_engine_vs_oracle import assert_same
 

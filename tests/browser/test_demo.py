@@ -22,9 +22,9 @@ from typing import Any
 import orjson
 import pytest
 
-from services.broker import free_port
-from services.simulator import LINES
-from services.store import HistoryStore
+from services.history.store import HistoryStore
+from services.kafka.broker import free_port
+from services.simulation.simulator import LINES
 from tests.browser.cdp import Browser
 from tests.browser.test_dashboard import ARTIFACTS, chromium  # noqa: F401 - a fixture
 
@@ -132,7 +132,7 @@ def ring_every_line(log: Path) -> None:
     import re
     import uuid
 
-    from services.kpis import iso
+    from services.figures.kpis import iso
     from tests.integration.harness import produce_lines
 
     found = re.search(r"Kafka at (\S+);", log.read_text())

@@ -31,7 +31,7 @@ from deploy_queries import (
     variable_queries,
 )
 
-from services.broker import free_port
+from services.kafka.broker import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -154,8 +154,8 @@ def has_data(result: dict[str, Any]) -> bool:
 
 def seed_staffing_plans(store_url: str) -> None:
     """Stand in for the forecaster: a plan for every simulated room and line, around now."""
-    from services.simulator import LINES, ROOM_NAMES
-    from services.store import HistoryStore
+    from services.history.store import HistoryStore
+    from services.simulation.simulator import LINES, ROOM_NAMES
 
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     start = now - timedelta(minutes=now.minute % 15 + 60)

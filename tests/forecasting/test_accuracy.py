@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import heapq
-import importlib.util
 from datetime import UTC, date, datetime
 
 import numpy as np
 import pytest
 
 from forecasting import service
-from forecasting.erlang import erlang_a
 from forecasting.synthetic import synthetic_intervals
-from services.store import HistoryStore
+from services.history.store import HistoryStore
+from services.planning.erlang import erlang_a
 
 pytestmark = pytest.mark.slow
 START = date(2026, 9, 26)
@@ -22,9 +21,9 @@ def simulator_records() -> list[dict]:
     """Eight weeks of one room from the control-room simulator, through the stream's engine."""
     import orjson
 
-    from services.report import compute_records
-    from services.settings import Settings
-    from services.simulator import simulate_events
+    from services.contract.settings import Settings
+    from services.figures.report import compute_records
+    from services.simulation.simulator import simulate_events
 
     events = (orjson.dumps(e) for e in simulate_events(rooms=1, days=56, start=START, seed=11))
     return list(compute_records(events, Settings(), wall_us=4_000_000_000_000_000).intervals
@@ -37,9 +36,7 @@ def synthetic_records() -> list[dict]:
             + synthetic_intervals("north", "101", first, 56, seed=32))
 
 
-SOURCES = ["synthetic"]
-if importlib.util.find_spec("services.simulator") and importlib.util.find_spec("services.report"):
-    SOURCES.append("simulator")
+SOURCES = ["synthetic", "simulator"]
 
 
 @pytest.mark.parametrize("source", SOURCES)

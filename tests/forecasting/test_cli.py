@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from forecasting.calendar import local_day_bounds
 from forecasting.synthetic import synthetic_intervals
 from pacesetter.cli import main
+from services.planning.calendar import local_day_bounds
 
 FIRST = datetime(2026, 10, 10, tzinfo=UTC)
 

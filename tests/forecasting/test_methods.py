@@ -10,11 +10,11 @@ import pytest
 
 from forecasting.backtest import mase, naive_scale, run_backtest, wape
 from forecasting.baselines import aht_profile, daily_profile, seasonal_naive
-from forecasting.calendar import LocalCalendar, day_intervals, is_bank_holiday, utc_range
 from forecasting.history import History, NotEnoughHistory, history_from_rows
 from forecasting.methods import METHODS, forecast_calls
 from forecasting.synthetic import synthetic_intervals
-from services.errors import PacesetterError
+from services.contract.errors import PacesetterError
+from services.planning.calendar import LocalCalendar, day_intervals, is_bank_holiday, utc_range
 
 
 def rows_of(records):

@@ -8,12 +8,12 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from forecasting import service
-from forecasting.calendar import local_day_bounds
 from forecasting.history import NotEnoughHistory
 from forecasting.synthetic import synthetic_intervals
-from services.errors import PacesetterError
-from services.settings import Settings
-from services.store import PLAN_FIELDS, HistoryStore
+from services.contract.errors import PacesetterError
+from services.contract.settings import Settings
+from services.history.store import PLAN_FIELDS, HistoryStore
+from services.planning.calendar import local_day_bounds
 
 DAY = date(2026, 11, 23)  # a Monday
 START = local_day_bounds(DAY)[0]

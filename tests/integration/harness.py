@@ -164,7 +164,7 @@ def produce_lines(bootstrap: str, topic: str, lines: list[bytes], batch: int = 2
     when it has a string one. Returns the number of messages."""
     from kafka import KafkaProducer
 
-    from services.broker import ensure_topics
+    from services.kafka.broker import ensure_topics
 
     ensure_topics(bootstrap, [topic], 8)
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,

@@ -14,8 +14,8 @@ import httpx
 import orjson
 import pytest
 
-from services.broker import EmbeddedBroker, free_port
-from services.simulator import simulate_events
+from services.kafka.broker import EmbeddedBroker, free_port
+from services.simulation.simulator import simulate_events
 from tests.integration.harness import Process, produce_lines, read_topic, topic_env, wait_until
 
 pytestmark = pytest.mark.integration

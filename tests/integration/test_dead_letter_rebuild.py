@@ -16,10 +16,10 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from services.broker import ensure_topics
-from services.engine import Engine
-from services.kpis import iso
-from services.settings import Settings
+from services.contract.settings import Settings
+from services.figures.engine import Engine
+from services.figures.kpis import iso
+from services.kafka.broker import ensure_topics
 from streams.worker import PartitionState, StreamWorker
 from tests.streams.test_worker_publish import FakeProducer
 

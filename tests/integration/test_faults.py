@@ -11,8 +11,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from services.broker import ensure_topics
-from services.simulator import simulate_events
+from services.kafka.broker import ensure_topics
+from services.simulation.simulator import simulate_events
 from tests import oracle
 from tests.integration.harness import Process, produce_lines, topic_env, uncommitted, wait_until
 from tests.integration.test_worker import live_states, wait_for_oracle

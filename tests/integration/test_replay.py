@@ -21,7 +21,7 @@ import pytest
 from kafka import KafkaAdminClient
 
 from pacesetter.cli import main
-from services.events import decode_message, parse_event
+from services.contract.events import decode_message, parse_event
 from tests.integration.harness import ROOT, read_topic
 
 pytestmark = pytest.mark.integration

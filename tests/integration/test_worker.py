@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 
-from services.simulator import simulate_events
+from services.simulation.simulator import simulate_events
 from tests import oracle
 from tests.chaos import hostile
 from tests.integration.harness import (
@@ -99,7 +99,7 @@ def test_worker_records_equal_oracle_on_hostile_input(bootstrap: str, tmp_path: 
         assert want.rejected.get("duplicate", 0) > 0
         assert sum(rejected.values()) > 0
         # the history sink holds every final interval record, as published
-        from services.store import HistoryStore
+        from services.history.store import HistoryStore
 
         finals = {k: r for k, r in want.intervals.items() if r["final"]}
         assert finals

@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from services.report import compute_records
-from services.settings import Settings
+from services.contract.settings import Settings
+from services.figures.report import compute_records
 from tests import oracle
 from tests.chaos import hostile
 
@@ -142,7 +142,7 @@ def test_hostile_random_input_matches_oracle(seed: int) -> None:
 
 @pytest.mark.parametrize("seed", [101, 102, 103])
 def test_hostile_simulated_days_match_oracle(seed: int) -> None:
-    from services.simulator import simulate_events
+    from services.simulation.simulator import simulate_events
 
     events = list(simulate_events(rooms=2, days=1, seed=seed))
     compare(hostile(events, seed, duplicates=0.03, displace_seconds=1800))
@@ -169,7 +169,7 @@ def test_report_command_prints_the_engine_records(tmp_path: Any, capsys: Any) ->
 
 def test_report_can_keep_final_intervals_in_the_history_store(tmp_path: Any) -> None:
     from pacesetter.cli import main
-    from services.store import HistoryStore
+    from services.history.store import HistoryStore
 
     lines = [orjson.dumps(e) for e in random_room_events(10)]
     path = tmp_path / "events.jsonl"

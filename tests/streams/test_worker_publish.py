@@ -17,8 +17,8 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatch
 
-from services.engine import DeadLetter, Output
-from services.settings import Settings
+from services.contract.settings import Settings
+from services.figures.engine import DeadLetter, Output
 from streams.worker import StreamWorker
 
 PARTITIONS = 8
@@ -259,7 +259,7 @@ async def test_a_failing_store_is_logged_and_the_stream_goes_on(
 
 def test_a_catching_up_room_publishes_its_records_each_second_a_live_one_at_every_flush(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from services.kpis import iso
+    from services.figures.kpis import iso
     from streams import worker as worker_module
 
     worker = StreamWorker(Settings())
@@ -291,7 +291,7 @@ def test_a_catching_up_room_publishes_its_records_each_second_a_live_one_at_ever
 
 
 def _offered(room: str, n: int, at_us: int, **extra: Any) -> bytes:
-    from services.kpis import iso
+    from services.figures.kpis import iso
 
     return orjson.dumps({"v": 1, "id": f"e{n}", "type": "call.offered", "room": room,
                          "at": iso(at_us), "call": f"c{n}", "line": "101", **extra})

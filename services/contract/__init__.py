@@ -1,0 +1,1 @@
+"""The contract every part agrees on: events, settings, errors, privacy."""

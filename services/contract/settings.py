@@ -1,0 +1,179 @@
+"""Pacesetter's one frozen settings object, read from ``PACESETTER_*`` environment variables."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
+
+from services.contract.errors import PacesetterError
+
+ENV_PREFIX = "PACESETTER_"
+LINE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+ROLES = ("viewer", "scheduler", "admin")
+
+
+class SettingsError(PacesetterError):
+    """Settings that cannot work; the message names the environment variable and the fix."""
+
+
+class LineProfile(BaseModel):
+    """Thresholds of one line (METRICS.md, "Line profiles")."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    threshold_seconds: float = Field(default=60.0, gt=0)
+    service_level_target: float = Field(default=0.80, gt=0, le=1)
+    short_abandon_seconds: float = Field(default=5.0, ge=0)
+    abandonment_standard: float | None = Field(default=0.05, ge=0, le=1)
+    longest_wait_alert_seconds: float = Field(default=600.0, gt=0)
+
+
+DEFAULT_PROFILE = LineProfile()
+DEFAULT_LINE_PROFILES: dict[str, LineProfile] = {
+    "999": LineProfile(
+        threshold_seconds=10,
+        service_level_target=0.90,
+        short_abandon_seconds=5,
+        abandonment_standard=None,
+        longest_wait_alert_seconds=60,
+    ),
+    "101": LineProfile(),
+}
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """One API bearer token and the role it grants."""
+
+    role: str
+    token: SecretStr
+
+
+class Settings(BaseSettings):
+    """Everything configurable, built once at an entry point and passed down.
+
+    Faust reads its own environment variables (``BROKER_URL`` …) and they override its
+    constructor arguments, so Pacesetter is configured through ``PACESETTER_*`` only.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="ignore", validate_default=True
+    )
+
+    bootstrap_servers: str = Field(default="127.0.0.1:9092", min_length=3)
+    topic_events: str = "pacesetter.events"
+    topic_intervals: str = "pacesetter.intervals"
+    topic_live: str = "pacesetter.live"
+    topic_alerts: str = "pacesetter.alerts"
+    topic_deadletter: str = "pacesetter.deadletter"
+    partitions: int = Field(default=8, ge=1, le=1024)
+    replication_factor: int = Field(default=1, ge=1, le=16)
+
+    grace_seconds: float = Field(default=7200.0, ge=0)
+    repeat_window_seconds: float = Field(default=7 * 86400.0, gt=0)
+    max_queue_seconds: float = Field(default=3600.0, gt=0)
+    max_future_seconds: float = Field(default=86400.0, gt=0)
+    live_lag_seconds: float = Field(default=300.0, gt=0)
+    attendance_horizon_seconds: float = Field(default=50 * 3600.0, gt=0)
+    max_occupancy: float = Field(default=0.85, gt=0, le=1)
+    shrinkage: float = Field(default=0.35, ge=0, lt=1)
+    line_profiles: dict[str, LineProfile] = Field(default_factory=dict)
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65535)
+    api_tokens: SecretStr = SecretStr("")
+    store_url: str = "sqlite:///data/pacesetter.db"
+    caller_key: SecretStr | None = None
+    worker_id: str = "pacesetter-worker"
+    data_dir: str = "data"
+
+    @field_validator("line_profiles", mode="before")
+    @classmethod
+    def _parse_profiles(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else {}
+        if isinstance(value, dict):
+            # A partial profile of a well-known line keeps that line's other defaults: setting
+            # 999's threshold must not silently give 999 the generic target and standards.
+            value = {
+                line: {**DEFAULT_LINE_PROFILES[line].model_dump(), **given}
+                if line in DEFAULT_LINE_PROFILES and isinstance(given, dict)
+                else given
+                for line, given in value.items()
+            }
+        return value
+
+    @field_validator("line_profiles")
+    @classmethod
+    def _check_line_names(cls, value: dict[str, LineProfile]) -> dict[str, LineProfile]:
+        import re
+
+        for line in value:
+            if not re.match(LINE_PATTERN, line):
+                raise ValueError(f"line {line!r} must match {LINE_PATTERN}")
+        return value
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _check_tokens(cls, value: SecretStr) -> SecretStr:
+        _parse_tokens(value.get_secret_value())
+        return value
+
+    def profile(self, line: str) -> LineProfile:
+        """The profile of ``line``: configured, else the well-known default, else the default."""
+        found = self.line_profiles.get(line)
+        if found is not None:
+            return found
+        return DEFAULT_LINE_PROFILES.get(line, DEFAULT_PROFILE)
+
+    def tokens(self) -> list[ApiToken]:
+        """The configured API tokens (``role:token`` pairs, comma-separated)."""
+        return _parse_tokens(self.api_tokens.get_secret_value())
+
+    @property
+    def bootstrap_list(self) -> list[str]:
+        """Bootstrap servers as a list."""
+        return [s.strip() for s in self.bootstrap_servers.split(",") if s.strip()]
+
+
+def _parse_tokens(text: str) -> list[ApiToken]:
+    tokens = []
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        role, sep, token = pair.partition(":")
+        if not sep or not token:
+            raise ValueError("each token must be 'role:token', comma-separated")
+        if role not in ROLES:
+            raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")
+        if len(token) < 8:
+            raise ValueError("a token must be at least 8 characters")
+        tokens.append(ApiToken(role=role, token=SecretStr(token)))
+    return tokens
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment (and overrides), with errors naming the variable.
+
+    Raises:
+        SettingsError: a variable is malformed; the message names it and what it needs.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            problems.append(f"{ENV_PREFIX}{field.upper()}: {err['msg']}")
+        raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+    except (json.JSONDecodeError, SourceError) as exc:
+        # pydantic-settings decodes a dict-typed variable as JSON itself, before any validator.
+        cause = exc if isinstance(exc, json.JSONDecodeError) else exc.__cause__
+        detail = cause.msg if isinstance(cause, json.JSONDecodeError) else str(exc)
+        raise SettingsError(
+            f"invalid settings: {ENV_PREFIX}LINE_PROFILES must be a JSON object "
+            f'like {{"999": {{"threshold_seconds": 10}}}} ({detail})'
+        ) from None

@@ -1,0 +1,531 @@
+"""The history store: interval records, staffing plans and backtests (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from services.contract.errors import PacesetterError
+from services.contract.events import format_time, parse_time
+
+logger = logging.getLogger(__name__)
+
+INTERVAL_SECONDS = 900
+BUSY_TIMEOUT_MS = 10_000
+_BATCH_ROWS = 500
+
+# Columns kept next to the JSON of each record, so that queries need not parse JSON.
+_INTERVAL_COLUMNS = (
+    "room", "line", "interval_start", "interval_end", "final",
+    "offered", "answered", "abandoned", "aht_seconds", "asa_seconds", "queue_seconds",
+    "record_json", "updated_at",
+)
+PLAN_FIELDS = (
+    "room", "line", "interval_start", "interval_end", "calls", "calls_lower", "calls_upper",
+    "aht_seconds", "required_handlers", "required_handlers_upper", "rostered_handlers",
+    "rostered_handlers_rounded", "service_level", "asa_seconds", "occupancy", "abandonment",
+    "method", "generated_at",
+)
+_PLAN_COLUMNS = PLAN_FIELDS + ("row_json",)
+
+# Portable SQL: SQLite and PostgreSQL both accept these types and INSERT … ON CONFLICT.
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS intervals (
+        room TEXT NOT NULL, line TEXT NOT NULL, interval_start TEXT NOT NULL,
+        interval_end TEXT NOT NULL, final INTEGER NOT NULL,
+        offered INTEGER, answered INTEGER, abandoned INTEGER, aht_seconds DOUBLE PRECISION,
+        asa_seconds DOUBLE PRECISION, queue_seconds DOUBLE PRECISION,
+        record_json TEXT NOT NULL, updated_at TEXT NOT NULL,
+        PRIMARY KEY (room, line, interval_start))""",
+    """CREATE TABLE IF NOT EXISTS plans (
+        room TEXT NOT NULL, line TEXT NOT NULL, interval_start TEXT NOT NULL,
+        interval_end TEXT NOT NULL, calls DOUBLE PRECISION, calls_lower DOUBLE PRECISION,
+        calls_upper DOUBLE PRECISION, aht_seconds DOUBLE PRECISION,
+        required_handlers INTEGER, required_handlers_upper INTEGER,
+        rostered_handlers DOUBLE PRECISION, rostered_handlers_rounded INTEGER,
+        service_level DOUBLE PRECISION, asa_seconds DOUBLE PRECISION,
+        occupancy DOUBLE PRECISION, abandonment DOUBLE PRECISION, method TEXT,
+        generated_at TEXT, row_json TEXT NOT NULL,
+        PRIMARY KEY (room, line, interval_start))""",
+    """CREATE TABLE IF NOT EXISTS backtests (
+        room TEXT NOT NULL, line TEXT NOT NULL, history_end TEXT NOT NULL,
+        computed_at TEXT NOT NULL, result TEXT NOT NULL,
+        PRIMARY KEY (room, line))""",
+)
+
+
+class StoreError(PacesetterError):
+    """A store URL that cannot work, or a record the store cannot keep."""
+
+
+def _as_time(value: datetime | str, field: str) -> datetime:
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise StoreError(f"{field}: {value!r} is naive; pass an aware UTC datetime")
+        return value.astimezone(UTC)
+    try:
+        return parse_time(value, field)
+    except PacesetterError as exc:
+        raise StoreError(str(exc)) from None
+
+
+def _time_text(value: datetime | str, field: str) -> str:
+    return format_time(_as_time(value, field))
+
+
+def interval_floor(at: datetime) -> datetime:
+    """The start of the 15-minute interval containing the aware instant ``at``."""
+    at = at.astimezone(UTC)
+    minute = at.minute - at.minute % (INTERVAL_SECONDS // 60)
+    return at.replace(minute=minute, second=0, microsecond=0)
+
+
+def _number(record: dict[str, Any], name: str, kind: type = float) -> Any:
+    value = record.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise StoreError(f"{name}: must be a number or null, got {value!r}")
+    return kind(value)
+
+
+def _interval_bounds(start_value: str, end_value: Any) -> tuple[str, str]:
+    """The checked, normalised ``(interval_start, interval_end)`` texts of a record."""
+    start = _as_time(start_value, "interval_start")
+    if start != interval_floor(start):
+        raise StoreError(
+            f"interval_start: {start_value} is not on a quarter hour (intervals are 15 minutes)"
+        )
+    end = (
+        _as_time(end_value, "interval_end")
+        if end_value
+        else start + timedelta(seconds=INTERVAL_SECONDS)
+    )
+    return format_time(start), format_time(end)
+
+
+# Many records share an interval (lines, rooms, republished finals): parse each pair once.
+_interval_bounds_cached = functools.lru_cache(maxsize=8192)(_interval_bounds)
+
+
+def _interval_row(record: dict[str, Any], now_text: str) -> tuple[Any, ...]:
+    if not isinstance(record, dict):
+        raise StoreError(f"an interval record must be a JSON object, got {type(record).__name__}")
+    for name in ("room", "line", "interval_start"):
+        if not isinstance(record.get(name), str) or not record[name]:
+            raise StoreError(f"{name}: required text is missing in an interval record")
+    end_value = record.get("interval_end")
+    bounds = _interval_bounds_cached if isinstance(end_value, str | None) else _interval_bounds
+    stored = dict(record)
+    stored["interval_start"], stored["interval_end"] = bounds(record["interval_start"], end_value)
+    stored["final"] = bool(record.get("final", False))
+    return (
+        stored["room"], stored["line"], stored["interval_start"], stored["interval_end"],
+        int(stored["final"]), _number(record, "offered", int), _number(record, "answered", int),
+        _number(record, "abandoned", int), _number(record, "aht_seconds"),
+        _number(record, "asa_seconds"), _number(record, "queue_seconds"),
+        json.dumps(stored, separators=(",", ":"), sort_keys=True), now_text,
+    )
+
+
+def _plan_row(row: dict[str, Any]) -> tuple[Any, ...]:
+    for name in ("room", "line", "interval_start"):
+        if not isinstance(row.get(name), str) or not row[name]:
+            raise StoreError(f"{name}: required text is missing in a plan row")
+    stored = dict(row)
+    start = _as_time(row["interval_start"], "interval_start")
+    stored["interval_start"] = format_time(start)
+    stored["interval_end"] = (
+        _time_text(row["interval_end"], "interval_end")
+        if row.get("interval_end")
+        else format_time(start + timedelta(seconds=INTERVAL_SECONDS))
+    )
+    if stored.get("generated_at") is not None:
+        stored["generated_at"] = _time_text(stored["generated_at"], "generated_at")
+    values = [stored.get(name) for name in PLAN_FIELDS]
+    return (*values, json.dumps(stored, separators=(",", ":"), sort_keys=True, default=str))
+
+
+def _sqlite_path(url: str) -> str:
+    rest = url[len("sqlite:///"):] if url.startswith("sqlite:///") else None
+    if rest is None:
+        raise StoreError(
+            f"store URL {url!r}: write sqlite:///relative/path.db, sqlite:////absolute/path.db "
+            "or sqlite:///:memory:"
+        )
+    return rest or ":memory:"
+
+
+def _connect_sqlite(path: str) -> sqlite3.Connection:
+    """Connect to a SQLite file in WAL mode, waiting out another process opening it too.
+
+    Switching a new file to WAL needs an exclusive lock, and SQLite reports "database is
+    locked" at once (without its busy handler) when two processes do it together, e.g. two
+    workers starting side by side on a new store. That is retried for the busy timeout.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    delay = 0.01
+    while True:
+        conn = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
+            isolation_level=None,
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if path != ":memory:":
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+            return conn
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            text = str(exc)
+            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)
+
+
+class HistoryStore:
+    """Interval history, staffing plans and backtest results behind one small SQL interface.
+
+    Open it with :meth:`open`; one instance may be shared by threads (calls are serialised),
+    and several processes may open the same SQLite file (WAL mode and a busy timeout).
+    """
+
+    def __init__(self, connection: Any, dialect: str, url: str) -> None:
+        self._conn = connection
+        self.dialect = dialect
+        self.url = url
+        self._lock = threading.RLock()
+
+    # -- opening ------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, url: str) -> HistoryStore:
+        """Open (and create) the store at ``url``.
+
+        Args:
+            url: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
+                ``sqlite:///:memory:`` or ``postgresql://user:pass@host/db`` (needs psycopg).
+
+        Returns:
+            The store with its tables created.
+
+        Raises:
+            StoreError: the URL is not understood or the database cannot be opened.
+        """
+        if url.startswith("sqlite:"):
+            path = _sqlite_path(url)
+            try:
+                if path != ":memory:":
+                    Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                    path = str(Path(path).expanduser())
+                conn = _connect_sqlite(path)
+            except (OSError, sqlite3.Error) as exc:
+                raise StoreError(f"cannot open the SQLite store {url!r}: {exc}") from None
+            store = cls(conn, "sqlite", url)
+        elif url.startswith(("postgresql:", "postgres:", "postgresql+psycopg:")):
+            try:
+                import psycopg
+            except ImportError:
+                raise StoreError(
+                    f"store URL {url!r} needs PostgreSQL support: pip install 'psycopg[binary]'"
+                ) from None
+            dsn = url.replace("postgresql+psycopg:", "postgresql:", 1)
+            try:
+                conn = psycopg.connect(dsn, autocommit=True)
+            except Exception as exc:  # noqa: BLE001 - psycopg's errors have no common import here
+                raise StoreError(f"cannot connect to the PostgreSQL store: {exc}") from None
+            store = cls(conn, "postgresql", url)
+        else:
+            raise StoreError(
+                f"store URL {url!r} is not supported: use sqlite:///path.db or postgresql://…"
+            )
+        store._create_tables()
+        return store
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> HistoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- SQL plumbing ---------------------------------------------------------------------------
+    def _sql(self, text: str) -> str:
+        return text.replace("?", "%s") if self.dialect == "postgresql" else text
+
+    def _create_tables(self) -> None:
+        with self._lock, self._transaction() as cur:
+            for statement in _SCHEMA:
+                cur.execute(statement)
+
+    class _Tx:
+        def __init__(self, store: HistoryStore) -> None:
+            self.store = store
+            self.cur: Any = None
+
+        def __enter__(self) -> Any:
+            conn = self.store._conn
+            self.cur = conn.cursor()
+            # BEGIN IMMEDIATE takes SQLite's write lock up front, so a second process waits
+            # (busy timeout) instead of failing half-way with "database is locked".
+            self.cur.execute("BEGIN IMMEDIATE" if self.store.dialect == "sqlite" else "BEGIN")
+            return self.cur
+
+        def __exit__(self, exc_type: Any, *_: object) -> None:
+            try:
+                self.cur.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            finally:
+                self.cur.close()
+
+    def _transaction(self) -> HistoryStore._Tx:
+        return HistoryStore._Tx(self)
+
+    def _query(self, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            cur = self._conn.cursor()
+            try:
+                cur.execute(self._sql(text), tuple(params))
+                return list(cur.fetchall())
+            finally:
+                cur.close()
+
+    def _upsert(self, table: str, columns: Sequence[str], keys: Sequence[str],
+                rows: Iterable[tuple[Any, ...]], guard: str = "") -> int:
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
+        text = self._sql(
+            f"INSERT INTO {table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' for _ in columns)}) "
+            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}{guard}"
+        )
+        written = 0
+        # Rows are prepared outside the lock, which is held one transaction at a time: a
+        # reader on another thread waits for one batch at most, not for the whole upsert.
+        for batch in _batches(rows, _BATCH_ROWS):
+            with self._lock, self._transaction() as cur:
+                cur.executemany(text, batch)
+            written += len(batch)
+        return written
+
+    # -- intervals ------------------------------------------------------------------------------
+    def upsert_intervals(self, records: Iterable[dict[str, Any]]) -> int:
+        """Insert or replace interval records keyed by ``(room, line, interval_start)``.
+
+        Idempotent: writing the same record twice leaves one row. A later record replaces an
+        earlier one, except that a non-final record never replaces a final one (a replayed
+        update from before the interval closed must not undo its final figures).
+
+        Args:
+            records: interval records in the API.md shape; the whole record is kept as JSON.
+
+        Returns:
+            How many records were written.
+
+        Raises:
+            StoreError: a record lacks room, line or interval_start, or has a bad time.
+        """
+        now_text = format_time(datetime.now(UTC).replace(microsecond=0))
+        rows = (_interval_row(r, now_text) for r in records)
+        return self._upsert(
+            "intervals", _INTERVAL_COLUMNS, ("room", "line", "interval_start"), rows,
+            guard=" WHERE excluded.final >= intervals.final",
+        )
+
+    def intervals(
+        self,
+        room: str,
+        line: str | None = None,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        *,
+        final_only: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Stored interval records, oldest first, with ``start ≤ interval_start < end``.
+
+        Args:
+            room: the room.
+            line: one line, or None for all lines.
+            start: inclusive lower bound (aware datetime or RFC 3339 text), or None.
+            end: exclusive upper bound, or None.
+            final_only: only records with ``final: true`` (what forecasting uses).
+
+        Returns:
+            The records as they were written (JSON objects).
+        """
+        where, params = ["room = ?"], [room]
+        if line is not None:
+            where.append("line = ?")
+            params.append(line)
+        if start is not None:
+            where.append("interval_start >= ?")
+            params.append(_time_text(start, "start"))
+        if end is not None:
+            where.append("interval_start < ?")
+            params.append(_time_text(end, "end"))
+        if final_only:
+            where.append("final = 1")
+        rows = self._query(
+            f"SELECT record_json FROM intervals WHERE {' AND '.join(where)} "
+            "ORDER BY interval_start, line",
+            params,
+        )
+        return [json.loads(r[0]) for r in rows]
+
+    def interval_series(
+        self, room: str, line: str, start: datetime | str | None = None,
+        end: datetime | str | None = None, *, final_only: bool = True,
+    ) -> list[tuple[Any, ...]]:
+        """The compact columns of a line's intervals: what forecasting reads, without the JSON.
+
+        ``queue_seconds`` is the total wait of the interval's calls that left the queue
+        (answered, abandoned or callback), when the record carries it (imports of per-call
+        data do); it gives the callers' patience for Erlang A.
+
+        Returns:
+            ``(interval_start, offered, answered, abandoned, aht_seconds, asa_seconds,
+            queue_seconds)`` tuples, oldest first.
+        """
+        where, params = ["room = ?", "line = ?"], [room, line]
+        if start is not None:
+            where.append("interval_start >= ?")
+            params.append(_time_text(start, "start"))
+        if end is not None:
+            where.append("interval_start < ?")
+            params.append(_time_text(end, "end"))
+        if final_only:
+            where.append("final = 1")
+        return self._query(
+            "SELECT interval_start, offered, answered, abandoned, aht_seconds, asa_seconds, "
+            f"queue_seconds FROM intervals WHERE {' AND '.join(where)} ORDER BY interval_start",
+            params,
+        )
+
+    def rooms_lines(self) -> list[tuple[str, str]]:
+        """Every ``(room, line)`` with stored intervals, sorted."""
+        rows = self._query("SELECT DISTINCT room, line FROM intervals ORDER BY room, line")
+        return [(r[0], r[1]) for r in rows]
+
+    # -- staffing plans -------------------------------------------------------------------------
+    def save_plan(self, rows: Iterable[dict[str, Any]]) -> int:
+        """Insert or replace staffing plan rows keyed by ``(room, line, interval_start)``.
+
+        Returns:
+            How many rows were written.
+        """
+        return self._upsert(
+            "plans", _PLAN_COLUMNS, ("room", "line", "interval_start"), (_plan_row(r) for r in rows)
+        )
+
+    def plan_rows(
+        self, room: str, line: str, start: datetime | str, end: datetime | str
+    ) -> list[dict[str, Any]]:
+        """Saved plan rows of a line with ``start ≤ interval_start < end``, oldest first."""
+        rows = self._query(
+            "SELECT row_json FROM plans WHERE room = ? AND line = ? AND interval_start >= ? "
+            "AND interval_start < ? ORDER BY interval_start",
+            (room, line, _time_text(start, "start"), _time_text(end, "end")),
+        )
+        return [json.loads(r[0]) for r in rows]
+
+    def current_plan(self, room: str, line: str, at: datetime) -> dict[str, Any] | None:
+        """The saved plan row of the interval containing ``at``, or None without a plan."""
+        at_text = _time_text(at, "at")
+        rows = self._query(
+            "SELECT row_json FROM plans WHERE room = ? AND line = ? AND interval_start <= ? "
+            "AND interval_end > ? ORDER BY interval_start DESC LIMIT 1",
+            (room, line, at_text, at_text),
+        )
+        return json.loads(rows[0][0]) if rows else None
+
+    # -- backtests ------------------------------------------------------------------------------
+    def save_backtest(self, room: str, line: str, history_end: datetime | str,
+                      result: dict[str, Any]) -> None:
+        """Keep the latest backtest of a line (the plan reuses it to choose its method)."""
+        row = (room, line, _time_text(history_end, "history_end"),
+               format_time(datetime.now(UTC).replace(microsecond=0)),
+               json.dumps(result, separators=(",", ":"), default=str))
+        self._upsert("backtests", ("room", "line", "history_end", "computed_at", "result"),
+                     ("room", "line"), [row])
+
+    def latest_backtest(self, room: str, line: str) -> tuple[datetime, dict[str, Any]] | None:
+        """``(history_end, result)`` of the line's latest backtest, or None."""
+        rows = self._query(
+            "SELECT history_end, result FROM backtests WHERE room = ? AND line = ?", (room, line)
+        )
+        if not rows:
+            return None
+        return parse_time(rows[0][0], "history_end"), json.loads(rows[0][1])
+
+
+def _batches(rows: Iterable[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
+    batch: list[tuple[Any, ...]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class IntervalSink:
+    """Writes the final call-interval records of ``pacesetter.intervals`` messages to the store.
+
+    Feed it message values as they are consumed (TOPICS.md: ``{"kind": "interval", "record":
+    …}``); it ignores other kinds and non-final records. Writes are upserts, so a replayed
+    topic (at-least-once delivery) never double counts.
+    """
+
+    def __init__(self, store: HistoryStore, batch_size: int = 200) -> None:
+        self.store = store
+        self.batch_size = batch_size
+        self._pending: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self.written = 0
+        self.skipped = 0
+
+    def add(self, value: bytes | str | dict[str, Any]) -> None:
+        """Take one message value; flushes by itself when the batch is full."""
+        try:
+            message = json.loads(value) if isinstance(value, bytes | str) else value
+        except ValueError:
+            self.skipped += 1
+            logger.warning("interval sink: skipped a message that is not JSON")
+            return
+        if not isinstance(message, dict) or message.get("kind") != "interval":
+            return
+        record = message.get("record")
+        if not isinstance(record, dict) or not record.get("final"):
+            return
+        key = (str(record.get("room")), str(record.get("line")), str(record.get("interval_start")))
+        self._pending[key] = record  # the latest message for a key is the truth
+        if len(self._pending) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> int:
+        """Write what is pending; returns how many records were written."""
+        if not self._pending:
+            return 0
+        records, self._pending = list(self._pending.values()), {}
+        good = []
+        for record in records:
+            try:
+                _interval_row(record, "")
+                good.append(record)
+            except StoreError as exc:
+                self.skipped += 1
+                logger.warning("interval sink: skipped a record: %s", exc)
+        written = self.store.upsert_intervals(good)
+        self.written += written
+        return written

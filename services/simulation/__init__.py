@@ -1,0 +1,1 @@
+"""The synthetic control room: deterministic events for demos, tests and benchmarks."""
