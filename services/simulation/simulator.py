@@ -24,6 +24,8 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from services.contract.errors import PacesetterError
+from services.planning.calendar import is_bank_holiday
+from services.planning.erlang import required_handlers
 
 log = logging.getLogger(__name__)
 
@@ -262,18 +264,6 @@ def room_name(index: int) -> str:
     return ROOM_NAMES[index] if index < len(ROOM_NAMES) else f"room-{index + 1}"
 
 
-@lru_cache(maxsize=16)
-def _bank_holidays(year: int) -> frozenset[date]:
-    import holidays
-
-    return frozenset(holidays.country_holidays("GB", subdiv="ENG", years=year).keys())
-
-
-def is_bank_holiday(day: date) -> bool:
-    """Whether ``day`` is a bank holiday in England and Wales."""
-    return day in _bank_holidays(day.year)
-
-
 @lru_cache(maxsize=1 << 17)
 def _hour_rates(hour: int) -> tuple[tuple[float, float, float], ...]:
     """Per line, ``(a, b, ceiling)`` of the unit rate ``a + b * fraction`` within a UTC hour.
@@ -313,29 +303,18 @@ def _local_hour(hour: int) -> int:
     return datetime.fromtimestamp(hour * HOUR, LONDON).hour
 
 
-def _erlang_c(agents: int, load: float) -> float:
-    """Probability of waiting in an M/M/N queue (Erlang B recursion, then Erlang C)."""
-    b = 1.0
-    for k in range(1, agents + 1):
-        b = load * b / (k + load * b)
-    return agents * b / (agents - load * (1.0 - b))
-
-
 @lru_cache(maxsize=4096)
 def _required_agents(load_centi: int, aht_seconds: int) -> int:
-    """Fewest handlers for the planning service level and occupancy (load in 1/100 Erlang)."""
+    """Fewest handlers for the planning service level and occupancy (load in 1/100 Erlang).
+
+    The same Erlang C search the schedulers' plans use (``services.planning.erlang``), with
+    the load given as calls of one handling time each.
+    """
     load = load_centi / 100.0
     if load <= 0:
         return 1
-    agents = max(1, math.ceil(load / PLAN_MAX_OCCUPANCY))
-    if agents <= load:
-        agents = math.floor(load) + 1
-    while True:
-        wait = _erlang_c(agents, load)
-        level = 1.0 - wait * math.exp(-(agents - load) * PLAN_THRESHOLD_SECONDS / aht_seconds)
-        if level >= PLAN_SERVICE_LEVEL:
-            return agents
-        agents += 1
+    return max(1, required_handlers(load, aht_seconds, aht_seconds, PLAN_THRESHOLD_SECONDS,
+                                    PLAN_SERVICE_LEVEL, PLAN_MAX_OCCUPANCY))
 
 
 class _Call:
