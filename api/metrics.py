@@ -22,7 +22,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from api.readmodel import ReadModel
-from services.alerts.book import RULES as ALERT_RULES
+from services.alerts.rules import RULE_NAMES as ALERT_RULES
 from services.figures.kpis import HANDLER_STATES
 
 SL_DEFINITIONS = ("answered", "offered", "excl_early_abandons")

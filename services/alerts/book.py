@@ -1,4 +1,7 @@
-"""Alert rules of METRICS.md: one alert per rule and subject at a time, firing then resolved."""
+"""Alert episodes: one alert per rule and subject at a time, firing then resolved.
+
+The rules themselves (what fires, at which threshold, how severe) are in ``rules.py``.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +9,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from services.figures.kpis import iso
+from services.contract.events import format_time, from_us
 
-RULES = (
-    "service_level_below_target",
-    "abandonment_above_standard",
-    "long_wait",
-    "failure_demand_high",
-    "staffing_gap",
-    "demand_above_forecast",
-    "incident_awaiting_beyond_target",
-)
+
+def iso(us: int) -> str:
+    """RFC 3339 UTC text of epoch microseconds."""
+    return format_time(from_us(us))
 
 
 @dataclass(frozen=True)

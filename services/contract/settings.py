@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,6 +31,9 @@ class LineProfile(BaseModel):
     short_abandon_seconds: float = Field(default=5.0, ge=0)
     abandonment_standard: float | None = Field(default=0.05, ge=0, le=1)
     longest_wait_alert_seconds: float = Field(default=600.0, gt=0)
+    failure_demand_limit: float = Field(default=0.20, ge=0, le=1)
+    # the severity of this line's service-level and long-wait alerts
+    alert_severity: Literal["warning", "critical"] = "warning"
 
 
 DEFAULT_PROFILE = LineProfile()
@@ -41,6 +44,7 @@ DEFAULT_LINE_PROFILES: dict[str, LineProfile] = {
         short_abandon_seconds=5,
         abandonment_standard=None,
         longest_wait_alert_seconds=60,
+        alert_severity="critical",
     ),
     "101": LineProfile(),
 }

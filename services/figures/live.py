@@ -6,18 +6,14 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from services.alerts.book import AlertBook, Condition, duration_text, percent
+from services.alerts.book import AlertBook
+from services.alerts.rules import AwaitingIncident, LineView, RoomView, judge
 from services.figures import kpis
 from services.figures.engine import BucketStats, Room, new_totals
 from services.figures.kpis import ABANDONED, INTERVAL_US, US, interval_start, iso, ratio
 
 # (room, line, at) -> the staffing plan row of the interval holding ``at``, or None.
 PlanLookup = Callable[[str, str, int], dict[str, Any] | None]
-
-FAILURE_DEMAND_LIMIT = 0.20
-FAILURE_DEMAND_MIN_OFFERED = 50
-SERVICE_LEVEL_MIN_ANSWERED = 10
-ABANDONMENT_MIN_OFFERED = 20
 
 
 def live_state(
@@ -30,8 +26,7 @@ def live_state(
     current = interval_start(now)
     lines: dict[str, Any] = {}
     totals: dict[str, Any] = {}
-    conditions: list[Condition] = []
-    evaluated: set[str] = {"incident_awaiting_beyond_target"}
+    views: list[LineView] = []
     # Summaries per open bucket, recomputed only where something changed: walking every open
     # call on each evaluation cost ~70 ms a room at 2,000 events/s and starved the stream.
     stats_by_line: dict[str, list[tuple[int, BucketStats]]] = {}
@@ -40,6 +35,7 @@ def live_state(
     hour_from = now - 3600 * US
     required_total = 0.0
     have_plan = False
+    current_text = iso(current)
     for line in sorted(room.lines):
         queued = [
             c for c in room.queued.get(line, ())
@@ -103,41 +99,30 @@ def live_state(
             "staffing": staffing,
         }
         totals[line] = line_totals
-        profile = settings.profile(line)
-        conditions += _line_conditions(line, lines[line], record, profile, row, current)
-        evaluated |= {"service_level_below_target", "abandonment_above_standard", "long_wait",
-                      "failure_demand_high"}
-        if row is not None:
-            evaluated.add("demand_above_forecast")
+        live = lines[line]
+        views.append(LineView(
+            line=line, profile=settings.profile(line), interval_start=current_text,
+            interval=record, in_queue=live["in_queue"],
+            longest_wait_seconds=live["longest_wait_seconds"], rolling_60m=live["rolling_60m"],
+            rolling_24h=live["rolling_24h"], plan=row,
+        ))
     handlers = _handlers_now(room, now)
     awaiting: dict[str, dict[str, Any]] = {}
+    waiting: list[AwaitingIncident] = []
     for incident in room.awaiting.values():
         age = now - incident.created_us
         slot = awaiting.setdefault(incident.grade, {"count": 0, "oldest_age_seconds": 0.0})
         slot["count"] += 1
         slot["oldest_age_seconds"] = max(slot["oldest_age_seconds"], age / US)
         target = kpis.attendance_target_us(incident.grade, incident.area)
-        if target is not None:
-            if age > target:
-                conditions.append(Condition(
-                    "incident_awaiting_beyond_target", incident.id, True, age / US, target / US,
-                    f"{incident.grade} incident {incident.id} has waited {duration_text(age / US)}"
-                    f" for dispatch (target {duration_text(target / US)}): reassess its risk",
-                    severity="critical" if incident.grade == "immediate" else "warning",
-                    incident=incident.id,
-                ))
-    if have_plan:
+        waiting.append(AwaitingIncident(incident.id, incident.grade, age / US,
+                                        None if target is None else target / US))
+    transitions: list[dict[str, Any]] = []
+    if evaluate_alerts:
         logged_in = handlers["available"] + handlers["on_call"] + handlers["wrap_up"]
-        evaluated.add("staffing_gap")
-        conditions.append(Condition(
-            "staffing_gap", "room", logged_in < required_total, float(logged_in),
-            required_total,
-            f"{logged_in} call handlers logged in, the plan needs {required_total:g} now",
-            episode=None,
-        ))
-    transitions = (
-        room_alerts(book, conditions, now, evaluated) if evaluate_alerts else []
-    )
+        conditions, evaluated = judge(RoomView(views, waiting, logged_in,
+                                               required_total if have_plan else None))
+        transitions = book.update(conditions, now, evaluated)
     state = {
         "room": room.name,
         "now": iso(now),
@@ -169,79 +154,6 @@ def merge_totals(into: dict[str, Any], more: dict[str, Any]) -> None:
                 buckets[bound] += count
         else:
             into[name] += value
-
-
-def room_alerts(book: AlertBook, conditions: list[Condition], now: int,
-                evaluated: set[str]) -> list[dict[str, Any]]:
-    """Apply the conditions to the room's alert book."""
-    return book.update(conditions, now, evaluated)
-
-
-def _line_conditions(
-    line: str,
-    live: dict[str, Any],
-    record: dict[str, Any] | None,
-    profile: Any,
-    plan_row: dict[str, Any] | None,
-    current: int,
-) -> list[Condition]:
-    conditions = []
-    critical = "critical" if line == "999" else "warning"
-    episode = iso(current)
-    if record is not None and record["answered"] >= SERVICE_LEVEL_MIN_ANSWERED:
-        level = record["service_level"]["answered"]
-        target = profile.service_level_target
-        conditions.append(Condition(
-            "service_level_below_target", line, level < target, level, target,
-            f"{line}: {percent(level)} of calls answered within "
-            f"{profile.threshold_seconds:g} s this interval (target {percent(target)})",
-            severity=critical, line=line, episode=episode,
-        ))
-    elif record is None or record["answered"] < SERVICE_LEVEL_MIN_ANSWERED:
-        conditions.append(Condition(
-            "service_level_below_target", line, False, None, profile.service_level_target,
-            "too few answered calls to judge", line=line, episode=episode,
-        ))
-    standard = profile.abandonment_standard
-    if standard is not None:
-        hour = live["rolling_60m"]
-        rate = hour["abandonment_rate"]
-        firing = rate is not None and hour["offered"] >= ABANDONMENT_MIN_OFFERED and rate > standard
-        conditions.append(Condition(
-            "abandonment_above_standard", line, firing, rate, standard,
-            f"{line}: {percent(rate or 0)} of callers hung up in the last hour "
-            f"(standard at most {percent(standard)})",
-            line=line,
-        ))
-    longest = live["longest_wait_seconds"]
-    limit = profile.longest_wait_alert_seconds
-    conditions.append(Condition(
-        "long_wait", line, longest is not None and longest > limit, longest, limit,
-        f"{line}: a caller has waited {duration_text(longest or 0)} "
-        f"(limit {duration_text(limit)})",
-        severity=critical, line=line,
-    ))
-    day = live["rolling_24h"]
-    rate = day["failure_demand_rate"]
-    conditions.append(Condition(
-        "failure_demand_high", line,
-        rate is not None and day["offered"] >= FAILURE_DEMAND_MIN_OFFERED
-        and rate > FAILURE_DEMAND_LIMIT,
-        rate, FAILURE_DEMAND_LIMIT,
-        f"{line}: {percent(rate or 0)} of calls in the last 24 h were failure demand "
-        f"(callers ringing again)",
-        line=line,
-    ))
-    if plan_row is not None and plan_row.get("calls_upper") is not None:
-        offered = record["offered"] if record is not None else 0
-        upper = float(plan_row["calls_upper"])
-        conditions.append(Condition(
-            "demand_above_forecast", line, offered > upper, float(offered), upper,
-            f"{line}: {offered} calls this interval, above the forecast's upper bound "
-            f"{upper:.0f}",
-            line=line, episode=episode,
-        ))
-    return conditions
 
 
 def _handlers_now(room: Room, now: int) -> dict[str, int]:
