@@ -330,7 +330,7 @@ def national_memory(days: float = 7.0) -> dict[str, Any]:
     engine.flush()
     gc.collect()
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    callers_held = sum(len(r.callers) for r in engine.rooms.values())
+    callers_held = sum(len(r.calls.callers) for r in engine.rooms.values())
     return {
         "calls": total_calls,
         "events": n,

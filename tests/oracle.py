@@ -129,6 +129,8 @@ class OracleResult:
     watermarks: dict[str, str] = field(default_factory=dict)
     # Children whose parent has not come yet and whose own interval is still open at the end.
     waiting: int = 0
+    # Every accepted call with its derived state (exit, end), for figures finer than intervals.
+    calls: list[_Call] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -582,6 +584,7 @@ def compute(
 
     # Calls, their derived state, repeat contacts and failure demand.
     calls = [derive_call(o, state.call_events.get(key, [])) for key, o in state.calls.items()]
+    result.calls = calls
     by_caller: dict[tuple[str, str], list[_Call]] = defaultdict(list)
     for call in calls:
         if call.offered.event.caller is not None:

@@ -24,7 +24,7 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-COMPILED = ("engine", "kpis")
+COMPILED = ("engine", "kpis", "calls", "incidents", "handlers")
 PACKAGE = Path(__file__).resolve().parent
 NATIVE = PACKAGE / ".native"
 STAMP = NATIVE / "stamp.json"

@@ -34,7 +34,8 @@ def test_live_figures_equal_a_plain_count(hours: float) -> None:
         engine.process(raw, wall_us)
     state, _ = live_state(room, book)
     now = room.now_us
-    records = oracle.compute(lines, wall_clock=WALL).intervals
+    computed = oracle.compute(lines, wall_clock=WALL)
+    records = computed.intervals
     for line, figures in state["lines"].items():
         mine = [r for r in records.values() if r["line"] == line]
         totals = state["totals"]["lines"][line]
@@ -49,12 +50,13 @@ def test_live_figures_equal_a_plain_count(hours: float) -> None:
                >= now - 24 * 3600 * US]
         assert figures["rolling_24h"]["offered"] == sum(r["offered"] for r in day)
         assert figures["rolling_24h"]["failure_demand"] == sum(r["failure_demand"] for r in day)
-        calls = [c for c in room.open_calls() if c.line == line]
-        hour = [c for c in calls if now - 3600 * US <= c.offered_us <= now]
+        # the last hour and the queue lie in open intervals (grace 2 h > max queue 1 h)
+        calls = [c for c in computed.calls if c.line == line]
+        hour = [c for c in calls if now - 3600 * US <= c.offered.at_us <= now]
         assert figures["rolling_60m"]["offered"] == len(hour)
         assert figures["rolling_60m"]["abandoned"] == sum(
             1 for c in hour if c.exit_type == ABANDONED)
-        queued = [c for c in calls if c.exit_type is None
-                  and now - c.offered_us < room.config.max_queue_us]
+        queued = [c for c in calls if c.exit is None and c.offered.at_us <= now
+                  and now - c.offered.at_us < 3600 * US]
         assert figures["in_queue"] == len(queued)
     assert orjson.loads(orjson.dumps(state)) == state
