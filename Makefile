@@ -31,6 +31,7 @@ test-all: native
 lint: $(STAMP)
 	$(BIN)/ruff check services streams forecasting api pacesetter tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/vulture
 
 bench: native
 	$(BIN)/python benchmarks/run_all.py

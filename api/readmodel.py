@@ -98,7 +98,6 @@ class ReadModel:
         self._ready = False
         self._reason = "starting: not connected to Kafka yet"
         self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = threading.Event()
         self._messages = 0
         self._applied_since_prune = 0
@@ -154,14 +153,12 @@ class ReadModel:
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()
-        self._loop = loop
         try:
             loop.run_until_complete(self._supervise())
         finally:
             if not self._stopping.is_set():
                 self._set_state(False, "the read model stopped unexpectedly: see the log")
             loop.close()
-            self._loop = None
 
     async def _supervise(self) -> None:
         """Consume forever; on any broker failure, report not-ready, back off and reconnect."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import logging
@@ -501,17 +500,6 @@ def _progress(total: int, show: bool) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, unit="series", desc="forecasting", file=sys.stderr)
-
-
-# -- off the event loop ---------------------------------------------------------------------------
-async def forecast_async(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-    """:func:`forecast` in a worker thread, so Prophet's fit never blocks the event loop."""
-    return await asyncio.to_thread(forecast, *args, **kwargs)
-
-
-async def staffing_plan_async(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-    """:func:`staffing_plan` in a worker thread, off the event loop."""
-    return await asyncio.to_thread(staffing_plan, *args, **kwargs)
 
 
 def parse_start(text: str | None) -> datetime | None:

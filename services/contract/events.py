@@ -31,7 +31,6 @@ GRADES = frozenset({"immediate", "priority", "scheduled", "resolution"})
 AREAS = frozenset({"urban", "rural"})
 STATES = frozenset({"available", "on_call", "wrap_up", "unavailable", "logged_out"})
 
-CALL_EXITS = frozenset({"call.answered", "call.abandoned", "call.callback_requested"})
 
 # type -> (required fields, optional fields)
 TYPES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

@@ -43,7 +43,6 @@ log = logging.getLogger(__name__)
 CALL_CHILDREN = frozenset(
     {ANSWERED, ABANDONED, CALLBACK, "call.ended", "callback.attempted"}
 )
-INCIDENT_CHILDREN = frozenset({"incident.dispatched", "incident.arrived", "incident.closed"})
 # How long event ids are remembered at least (by event time): longer than the attendance
 # horizon, so a duplicate is told from a too-late event wherever it could still change a figure.
 SEEN_GENERATION_US = 3 * 86400 * US

@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 
 from services.contract.errors import PacesetterError
@@ -201,9 +201,3 @@ class EmbeddedBroker:
         self.stop()
 
 
-@contextlib.contextmanager
-def running_broker(host: str = "127.0.0.1", port: int | None = None) -> Iterator[EmbeddedBroker]:
-    """An embedded broker on a free (or given) port for the duration of the block."""
-    broker = EmbeddedBroker(host, port if port is not None else free_port(host))
-    with broker:
-        yield broker

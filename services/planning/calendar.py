@@ -46,17 +46,6 @@ def local_day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, end
 
 
-def local_date(at: datetime) -> date:
-    """The Europe/London date of an aware instant."""
-    return at.astimezone(LONDON).date()
-
-
-def day_intervals(day: date) -> pd.DatetimeIndex:
-    """UTC starts of the quarter hours of a local date: 96, or 92 / 100 on clock-change days."""
-    start, end = local_day_bounds(day)
-    return pd.date_range(start, end, freq=INTERVAL, inclusive="left")
-
-
 def utc_range(start: datetime, end: datetime) -> pd.DatetimeIndex:
     """UTC quarter-hour starts in ``[start, end)``."""
     return pd.date_range(pd.Timestamp(start).tz_convert(UTC), pd.Timestamp(end).tz_convert(UTC),

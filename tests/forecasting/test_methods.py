@@ -14,7 +14,19 @@ from forecasting.history import History, NotEnoughHistory, history_from_rows
 from forecasting.methods import METHODS, forecast_calls
 from forecasting.synthetic import synthetic_intervals
 from services.contract.errors import PacesetterError
-from services.planning.calendar import LocalCalendar, day_intervals, is_bank_holiday, utc_range
+from services.planning.calendar import (
+    INTERVAL,
+    LocalCalendar,
+    is_bank_holiday,
+    local_day_bounds,
+    utc_range,
+)
+
+
+def day_intervals(day: date) -> pd.DatetimeIndex:
+    """UTC starts of the quarter hours of a local date: 96, or 92 / 100 on clock-change days."""
+    start, end = local_day_bounds(day)
+    return pd.date_range(start, end, freq=INTERVAL, inclusive="left")
 
 
 def rows_of(records):

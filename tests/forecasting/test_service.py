@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -161,23 +160,6 @@ def test_plan_many_runs_series_in_worker_processes_and_reports_failures(store, s
     assert "at least 14 days" in outcomes[2].error
     assert len(seen) == 3
     assert len(store.plan_rows("north", "101", START, START + timedelta(days=1))) == 96
-
-
-async def test_fits_run_off_the_event_loop(store, settings):
-    ticks = 0
-
-    async def tick():
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    service.clear_cache()
-    ticker = asyncio.create_task(tick())
-    rows = await service.forecast_async(store, settings, "north", "999", START, 1, now=AFTER)
-    ticker.cancel()
-    assert len(rows) == 96
-    assert ticks > 5  # the loop kept running while Prophet fitted
 
 
 def test_parse_start_takes_a_local_date_or_an_rfc3339_time():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import threading
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.history.store import HistoryStore, IntervalSink, StoreError
+from services.history.store import HistoryStore, StoreError
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -216,22 +215,6 @@ def test_one_store_is_safe_to_share_between_threads(tmp_path):
         for t in threads:
             t.join()
         assert [len(store.intervals(f"r{n}")) for n in range(4)] == [50, 50, 50, 50]
-
-
-def test_the_sink_writes_only_final_call_intervals_once(store):
-    sink = IntervalSink(store, batch_size=2)
-    messages = [
-        json.dumps({"kind": "interval", "record": record("2026-11-21T22:00:00Z", 3, final=False)}),
-        json.dumps({"kind": "interval", "record": record("2026-11-21T22:00:00Z", 4)}).encode(),
-        {"kind": "attendance", "record": {"room": "north", "final": True}},
-        {"kind": "interval", "record": record("2026-11-21T22:15:00Z", 6)},
-        b"not json",
-    ]
-    for message in messages + messages:  # at-least-once: the topic is replayed
-        sink.add(message)
-    sink.flush()
-    assert [r["offered"] for r in store.intervals("north")] == [4, 6]
-    assert sink.skipped == 2
 
 
 def test_interval_floor_is_the_quarter_hour_containing_the_instant():
