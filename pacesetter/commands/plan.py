@@ -64,6 +64,9 @@ def register(sub: Any) -> None:
     q.add_argument("--timezone", help="zone of times without one, e.g. Europe/London")
     q.add_argument("--store", help=store_help)
     q.set_defaults(handler=cmd_import)
+    from pacesetter.commands.imports import register_events
+
+    register_events(kinds)
 
 
 def _store(args: argparse.Namespace) -> HistoryStore:

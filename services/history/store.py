@@ -417,6 +417,44 @@ class HistoryStore:
         rows = self._query("SELECT DISTINCT room, line FROM intervals ORDER BY room, line")
         return [(r[0], r[1]) for r in rows]
 
+    # -- attendance (H15 stand-in) ---------------------------------------------------------------
+    # BEGIN H15 minimal attendance store: the lead keeps H14's implementation of these two
+    # methods at merge; this block only exists so that the monthly report can be built and
+    # tested on this branch. Same signatures, same meaning.
+    _ATTENDANCE_TABLE = (
+        "CREATE TABLE IF NOT EXISTS attendance_h15 (room TEXT NOT NULL, grade TEXT NOT NULL, "
+        "interval_start TEXT NOT NULL, final INTEGER NOT NULL, record_json TEXT NOT NULL, "
+        "PRIMARY KEY (room, grade, interval_start))"
+    )
+
+    def upsert_attendance(self, records: Iterable[dict[str, Any]]) -> int:
+        """Insert or replace attendance records keyed by ``(room, grade, interval_start)``.
+
+        A non-final record never replaces a final one.
+        """
+        with self._lock, self._transaction() as cur:
+            cur.execute(self._ATTENDANCE_TABLE)
+        rows = []
+        for record in records:
+            start, _end = _interval_bounds(record["interval_start"], record.get("interval_end"))
+            rows.append((record["room"], record["grade"], start, int(bool(record.get("final"))),
+                         json.dumps(record, separators=(",", ":"), sort_keys=True)))
+        return self._upsert("attendance_h15",
+                            ("room", "grade", "interval_start", "final", "record_json"),
+                            ("room", "grade", "interval_start"), rows,
+                            guard=" WHERE excluded.final >= attendance_h15.final")
+
+    def attendance(self, room: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Attendance records of a room with ``start <= interval_start < end``, oldest first."""
+        with self._lock, self._transaction() as cur:
+            cur.execute(self._ATTENDANCE_TABLE)
+        rows = self._query(
+            "SELECT record_json FROM attendance_h15 WHERE room = ? AND interval_start >= ? "
+            "AND interval_start < ? ORDER BY interval_start, grade",
+            (room, _time_text(start, "start"), _time_text(end, "end")))
+        return [json.loads(r[0]) for r in rows]
+    # END H15 minimal attendance store
+
     # -- staffing plans -------------------------------------------------------------------------
     def save_plan(self, rows: Iterable[dict[str, Any]]) -> int:
         """Insert or replace staffing plan rows keyed by ``(room, line, interval_start)``.
