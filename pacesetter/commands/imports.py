@@ -163,5 +163,5 @@ def _watch(args: argparse.Namespace, settings: Settings, mapping: Any) -> int:
 
     print(f"watching {folder} (every {args.poll:g} s); Ctrl-C to stop", file=sys.stderr,
           flush=True)
-    watch(folder, handle, stop.is_set, args.poll, sleep=stop.wait)
+    watch(folder, handle, stop.is_set, args.poll, sleep=lambda s: None if stop.wait(s) else None)
     return refused

@@ -270,7 +270,7 @@ class Times:
                     raise ValueError("not ISO 8601")
                 value = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
             else:
-                value = datetime.strptime(text, fmt)
+                value = datetime.strptime(text, fmt)  # noqa: DTZ007 - zone given below
         except ValueError:
             expected = f"the format {fmt!r}" if fmt else "ISO 8601 (2026-11-21T22:15:03Z)"
             raise Refused(column, "bad_time", f"{shown} is not a time in {expected}") from None

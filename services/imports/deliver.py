@@ -1,4 +1,4 @@
-"""Where a run's sorted events go: a JSONL file, the events topic in per-room batches, or nowhere."""
+"""Where a run's sorted events go: a JSONL file, or the events topic in per-room batches."""
 
 from __future__ import annotations
 

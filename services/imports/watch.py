@@ -1,5 +1,4 @@
-"""Watching a folder a command-and-control system writes its exports into: each new or changed
-file is imported once, after it has stopped growing."""
+"""Watching a folder of exports: each new or changed file is imported once, when it is still."""
 
 from __future__ import annotations
 
