@@ -20,3 +20,55 @@ def sf_sample() -> Path:
         pytest.fail(f"{path} is missing: the shipped mappings are tested on it "
                     "(set PACESETTER_TEST_DATA to the folder holding it)")
     return path
+
+
+SF_FORMAT = "%m/%d/%Y %I:%M:%S %p"
+SF_STAGES = ("Received DtTm", "Dispatch DtTm", "On Scene DtTm", "Available DtTm")
+
+
+def overlapping_exports(sample: Path, folder: Path, cuts: tuple[str, ...]) -> list[Path]:
+    """The exports a CAD writing "incidents changed since the last export" would have made.
+
+    Export k holds, as seen at ``cuts[k]`` (local times), every unit row of the incidents
+    with a stage in ``(cuts[k-1], cuts[k]]``, with the stages still to come left empty; the
+    last export is taken at the end of the sample. Incidents appear in several exports as
+    their stages are added: together they hold every stage of the sample once at least.
+    """
+    import csv
+    from datetime import datetime
+
+    with open(sample, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header = list(reader.fieldnames or [])
+        rows = list(reader)
+
+    def when(text: str) -> datetime | None:
+        return datetime.strptime(text, SF_FORMAT) if text else None
+
+    by_incident: dict[str, list[dict[str, str]]] = {}
+    for row in rows:
+        by_incident.setdefault(row["Incident Number"], []).append(row)
+    bounds = [datetime.min] + [datetime.strptime(c, SF_FORMAT) for c in cuts] + [datetime.max]
+    paths = []
+    for k in range(1, len(bounds)):
+        low, high = bounds[k - 1], bounds[k]
+        path = folder / f"export-{k}.csv"
+        with open(path, "w", newline="", encoding="utf-8") as out:
+            writer = csv.DictWriter(out, fieldnames=header)
+            writer.writeheader()
+            for members in by_incident.values():
+                times = [when(r[c]) for r in members for c in SF_STAGES]
+                if not any(t is not None and low < t <= high for t in times):
+                    continue
+                for row in members:
+                    received = when(row["Received DtTm"])
+                    if received is None or received > high:
+                        continue
+                    seen = dict(row)
+                    for column in SF_STAGES[1:]:
+                        at = when(row[column])
+                        if at is not None and at > high:
+                            seen[column] = ""
+                    writer.writerow(seen)
+        paths.append(path)
+    return paths
