@@ -35,7 +35,10 @@ def overlapping_exports(sample: Path, folder: Path, cuts: tuple[str, ...]) -> li
     their stages are added: together they hold every stage of the sample once at least.
     """
     import csv
-    from datetime import datetime
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    local = ZoneInfo("America/Los_Angeles")
 
     with open(sample, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
@@ -43,12 +46,13 @@ def overlapping_exports(sample: Path, folder: Path, cuts: tuple[str, ...]) -> li
         rows = list(reader)
 
     def when(text: str) -> datetime | None:
-        return datetime.strptime(text, SF_FORMAT) if text else None
+        return datetime.strptime(text, SF_FORMAT).replace(tzinfo=local) if text else None
 
     by_incident: dict[str, list[dict[str, str]]] = {}
     for row in rows:
         by_incident.setdefault(row["Incident Number"], []).append(row)
-    bounds = [datetime.min] + [datetime.strptime(c, SF_FORMAT) for c in cuts] + [datetime.max]
+    bounds = ([datetime.min.replace(tzinfo=UTC)] + [when(c) for c in cuts]
+              + [datetime.max.replace(tzinfo=UTC)])
     paths = []
     for k in range(1, len(bounds)):
         low, high = bounds[k - 1], bounds[k]
