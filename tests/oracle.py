@@ -480,6 +480,8 @@ def attendance_record(
         "attend_from_dispatch_p90_seconds": nearest_rank(dispatch_us, 9),
         "within_target_from_call": within(from_call),
         "within_target_from_dispatch": within(from_dispatch),
+        "attend_from_call_seconds": [secs(c) for c in call_us],
+        "attend_from_dispatch_seconds": [secs(c) for c in dispatch_us],
     }
 
 

@@ -343,6 +343,8 @@ def test_events_md_example() -> None:
             "attend_from_dispatch_p90_seconds": None,
             "within_target_from_call": 0,
             "within_target_from_dispatch": 0,
+            "attend_from_call_seconds": [],
+            "attend_from_dispatch_seconds": [],
         }
     }
     assert result.handlers == {}
@@ -542,6 +544,8 @@ def test_attendance_with_both_clocks() -> None:
         "attend_from_dispatch_p90_seconds": 1260.0,
         "within_target_from_call": 2,
         "within_target_from_dispatch": 1,
+        "attend_from_call_seconds": [900.0, 1020.0, 1380.0],
+        "attend_from_dispatch_seconds": [720.0, 1260.0],
     }
     # priority i6 (arrival came first): 22:50 - 22:20 = 1800 and 22:50 - 22:21 = 1740,
     # both <= 3600.
@@ -556,6 +560,8 @@ def test_attendance_with_both_clocks() -> None:
         "attend_from_dispatch_p90_seconds": 1740.0,
         "within_target_from_call": 1,
         "within_target_from_dispatch": 1,
+        "attend_from_call_seconds": [1800.0],
+        "attend_from_dispatch_seconds": [1740.0],
     }
     # resolution i5: 23:16 - 22:16 = 3600, 23:16 - 22:46 = 1800; no target -> null.
     assert result.attendance["north|grade:resolution|2026-11-21T22:15:00Z"] == base | {
@@ -569,6 +575,8 @@ def test_attendance_with_both_clocks() -> None:
         "attend_from_dispatch_p90_seconds": 1800.0,
         "within_target_from_call": None,
         "within_target_from_dispatch": None,
+        "attend_from_call_seconds": [3600.0],
+        "attend_from_dispatch_seconds": [1800.0],
     }
     assert len(result.attendance) == 3
 

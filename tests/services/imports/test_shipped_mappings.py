@@ -69,6 +69,8 @@ def sf_attendance_oracle(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
             "attend_from_dispatch_p90_seconds": _p90(from_dispatch),
             "within_target_from_call": sum(x <= TARGETS[grade] for x in from_call),
             "within_target_from_dispatch": sum(x <= TARGETS[grade] for x in from_dispatch),
+            "attend_from_call_seconds": sorted(from_call),
+            "attend_from_dispatch_seconds": sorted(from_dispatch),
             "interval_end": (datetime.fromisoformat(start) + timedelta(minutes=15))
             .strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
