@@ -21,6 +21,7 @@ from api.routes import (
     health,
     intervals,
     metrics,
+    reports,
     rooms,
     staffing,
     stream,
@@ -87,8 +88,9 @@ def create_app(settings: Settings, read_model: ReadModel | None = None,
                             status_code=422)
 
     for module in (health, metrics, rooms, intervals, alerts, forecasts, staffing, stream,
-                   dashboard):
+                   dashboard, reports):
         app.include_router(module.router)
+    app.include_router(reports.page_router)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
     return app
 
