@@ -43,7 +43,7 @@ def month_bounds(month: str, zone: ZoneInfo = LONDON) -> tuple[datetime, datetim
         MonthError: not ``YYYY-MM`` or not a real month.
     """
     found = _MONTH_RE.match(month or "")
-    if not found or not 1 <= int(found.group(2)) <= 12 or int(found.group(1)) < 1970:
+    if not found or not 1 <= int(found.group(2)) <= 12 or not 1970 <= int(found.group(1)) < 9999:
         raise MonthError(f"month: {month!r} is not a month like 2026-11 (YYYY-MM)")
     year, number = int(found.group(1)), int(found.group(2))
     first = datetime(year, number, 1, tzinfo=zone)
