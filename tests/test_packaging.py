@@ -44,12 +44,16 @@ def test_the_wheel_holds_every_package_and_its_cli_runs_from_it(
                    if "__pycache__" not in p.parts and ".native" not in p.parts}
         assert sources <= set(names), sorted(sources - set(names))
     assert any(name.startswith("api/static/") for name in names)  # the dashboard ships too
+    shipped = {p.name for p in (ROOT / "mappings").glob("*.toml")}
+    assert shipped and {f"pacesetter/mappings/{n}" for n in shipped} <= set(names)
 
     # Installed on its own, away from the checkout, the command line runs.
     env = {**os.environ, "PYTHONPATH": str(target)}
     shown = subprocess.run(
         [sys.executable, "-c", "import services, streams, api, forecasting, sys;"
          "print(*(m.__file__ for m in (services, streams, api, forecasting)));"
+         "from services.imports.mapping import load_mapping;"
+         "assert load_mapping('sf-fire-units').kind == 'units';"
          "from pacesetter.cli import main; sys.argv = ['pacesetter', '--help']; main()"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert shown.returncode == 0, shown.stderr[-2000:]
