@@ -251,3 +251,82 @@ def test_check_reports_and_writes_nothing(tmp_path: Path, mapping: Path,
     assert code == 0
     assert "1 events made: call.offered 1" in out
     assert list(tmp_path.glob("*.jsonl")) == []
+
+
+INCIDENTS_MAPPING = """\
+version = 1
+[source]
+timezone = "Europe/London"
+null_values = ["", "NULL", "-9999"]
+room = "north"
+[where]
+"Agency" = "POLICE"
+[{kind}]
+id = "ref"
+created = "start"
+dispatched = "dispatch"
+arrived = "arrive"
+closed = "close"
+grade = {{ column = "pri", map = {{ "1" = "immediate", "2" = "priority" }} }}
+area = {{ column = "beat", map = {{ "U" = "urban", "R" = "rural" }}, default = "rural" }}
+call = "call_ref"
+"""
+INCIDENTS_HEADER = "ref,Agency,start,dispatch,arrive,close,pri,beat,call_ref\n"
+
+
+def test_incidents_rows_and_their_bad_rows(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    mapping = write(tmp_path / "i.toml", INCIDENTS_MAPPING.format(kind="incidents"))
+    export = write(tmp_path / "i.csv", INCIDENTS_HEADER + "\n".join([
+        "i1,POLICE,2026-11-21T22:00:00Z,2026-11-21T22:01:00Z,2026-11-21T22:09:00Z,"
+        "2026-11-21T23:00:00Z,1,U,c9",                                          # 2
+        "i2,POLICE,2026-11-21T22:00:00Z,2026-11-21T22:05:00Z,2026-11-21T22:04:00Z,,2,,",  # 3
+        "i3,POLICE,-9999,,,,1,U,",                                              # 4 sentinel
+        "i4,POLICE,2026-11-21T22:00:00Z,,,,9,U,",                               # 5 priority
+        "i1,POLICE,2026-11-21T22:30:00Z,,,,1,U,",                               # 6 duplicate
+        "i5,FIRE,2026-11-21T22:00:00Z,,,,1,U,",                                 # filtered
+        "i6,POLICE,2026-11-21T22:00:00Z,-9999,2026-11-21T22:20:00Z,,2,X,",      # 8 area
+        "i7,POLICE,2026-11-21T22:00:00Z,NULL,2026-11-21T22:20:00Z,,2,R,",       # 9 ok
+    ]) + "\n")
+    out = tmp_path / "i.jsonl"
+    code, stdout, err = run(["import", "events", "--mapping", str(mapping), str(export),
+                             "--out", str(out)], capsys)
+    assert code == 1
+    for line, column, reason in ((3, "arrive", "stage_order"), (4, "start", "missing_value"),
+                                 (5, "pri", "unknown_value"), (6, "ref", "duplicate_id")):
+        assert f"i.csv line {line}, column {column}: {reason}:" in err, err
+    events = events_of(out)
+    assert sorted({e["incident"] for e in events}) == ["i1", "i6", "i7"]
+    created = {e["incident"]: e for e in events if e["type"] == "incident.created"}
+    assert created["i1"]["call"] == "c9" and created["i1"]["area"] == "urban"
+    assert created["i6"]["area"] == "rural"  # X is not in the map: the default
+    assert [e["type"] for e in events if e["incident"] == "i1"] == [
+        "incident.created", "incident.dispatched", "incident.arrived", "incident.closed"]
+    assert "4 rows refused" in stdout and "1 left out by [where]" in stdout
+
+
+def test_units_are_grouped_into_incidents(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    mapping = write(tmp_path / "u.toml", INCIDENTS_MAPPING.format(kind="units"))
+    export = write(tmp_path / "u.csv", INCIDENTS_HEADER + "\n".join([
+        # three units of i1: created from the earliest row, first dispatch and arrival, last close
+        "i1,POLICE,2026-11-21T22:02:00Z,2026-11-21T22:06:00Z,,2026-11-21T22:30:00Z,2,U,",
+        "i1,POLICE,2026-11-21T22:00:00Z,2026-11-21T22:03:00Z,2026-11-21T22:12:00Z,"
+        "2026-11-21T23:10:00Z,1,U,c1",
+        "i1,POLICE,2026-11-21T22:01:00Z,2026-11-21T22:04:00Z,2026-11-21T22:10:00Z,,1,R,",
+        # i2: a unit on scene (without dispatch) before the other unit's dispatch
+        "i2,POLICE,2026-11-21T22:00:00Z,,2026-11-21T22:05:00Z,,1,U,",
+        "i2,POLICE,2026-11-21T22:00:00Z,2026-11-21T22:07:00Z,,,1,U,",
+    ]) + "\n")
+    out = tmp_path / "u.jsonl"
+    code, _stdout, err = run(["import", "events", "--mapping", str(mapping), str(export),
+                              "--out", str(out)], capsys)
+    assert code == 1
+    assert "u.csv line 5, column arrive: stage_order:" in err  # the arrival before dispatch
+    events = {e["id"]: e for e in events_of(out)}
+    assert set(events) == {"i1:created", "i1:dispatched", "i1:arrived", "i1:closed"}
+    assert events["i1:created"]["at"] == "2026-11-21T22:00:00Z"
+    assert events["i1:created"]["grade"] == "immediate" and events["i1:created"]["call"] == "c1"
+    assert events["i1:dispatched"]["at"] == "2026-11-21T22:03:00Z"
+    assert events["i1:arrived"]["at"] == "2026-11-21T22:10:00Z"
+    assert events["i1:closed"]["at"] == "2026-11-21T23:10:00Z"

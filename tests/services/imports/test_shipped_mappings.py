@@ -132,3 +132,30 @@ def test_calls_per_row_imports_an_acd_export(tmp_path: Path, monkeypatch: pytest
     # the same pseudonymous caller rang twice: a repeat contact, and a progress chase
     assert by_line["101"]["repeat_contacts"] == 1 and by_line["101"]["failure_demand"] == 1
     assert "01632" not in out.read_text()
+
+
+def test_a_monthly_report_from_an_export_through_the_store(
+        sf_sample: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import orjson
+
+    url = f"sqlite:///{tmp_path}/history.db"
+    assert main(["import", "events", "--mapping", "sf-fire-units", str(sf_sample),
+                 "--out", str(tmp_path / "sf.jsonl"), "--store", url]) == 0
+    capsys.readouterr()
+    assert main(["report", "monthly", "--room", "sf-fire", "--month", "2017-01",
+                 "--store", url, "--json"]) == 0
+    report = orjson.loads(capsys.readouterr().out)
+    expected = sf_attendance_oracle(sf_sample)
+    for grade in report["grades"]:
+        theirs = [e for (g, _), e in expected.items() if g == grade["grade"]]
+        assert grade["incidents"] == sum(e["created"] for e in theirs)
+        assert grade["attended"] == sum(e["arrived"] for e in theirs)
+        assert grade["within_target_from_call"] == sum(
+            e["within_target_from_call"] for e in theirs)
+        from_call = sorted(v for e in theirs for v in e["attend_from_call_seconds"])
+        assert grade["attend_from_call_p90_seconds"] == _p90(from_call)
+        assert grade["attend_from_call_mean_seconds"] == pytest.approx(
+            sum(from_call) / len(from_call))
+    assert {g["grade"] for g in report["grades"]} == {"immediate", "priority"}
+    assert main(["import", "events", "--mapping", "sf-fire-units", str(sf_sample), "--check",
+                 "--store", url]) == 2
