@@ -22,6 +22,7 @@ from api.routes import (
     intervals,
     metrics,
     reports,
+    reports_page,
     rooms,
     staffing,
     stream,
@@ -88,9 +89,8 @@ def create_app(settings: Settings, read_model: ReadModel | None = None,
                             status_code=422)
 
     for module in (health, metrics, rooms, intervals, alerts, forecasts, staffing, stream,
-                   dashboard, reports):
+                   dashboard, reports, reports_page):
         app.include_router(module.router)
-    app.include_router(reports.page_router)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
     return app
 

@@ -8,8 +8,10 @@ by omission. Anything else vulture reports is dead code: delete it.
 from api.deps import Caller
 from forecasting.plan import Reforecast
 from forecasting.service import SeriesOutcome
+from services.imports.mapping import CallsKind
 
 Caller.authenticated  # noqa: B018
 Reforecast.actual_calls  # noqa: B018
 Reforecast.elapsed_intervals  # noqa: B018
 SeriesOutcome.reforecast  # noqa: B018
+CallsKind.callback_requested  # noqa: B018 - a mapping field, read by name

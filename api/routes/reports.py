@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Path, Query, status
@@ -10,7 +9,6 @@ from fastapi.responses import HTMLResponse, Response
 
 from api.deps import AUTH_RESPONSES, ReadModelDep, SettingsDep, StoreDep, Viewer
 from api.readmodel import ReadModel, merge_by_key
-from api.routes.dashboard import STATIC
 from api.routes.forecasts import no_store
 from services.contract.events import format_time
 from services.contract.settings import Settings
@@ -25,7 +23,6 @@ from services.figures.monthly import (
 
 router = APIRouter(prefix="/api/v1", tags=["reports"], dependencies=[Viewer],
                    responses=AUTH_RESPONSES)
-page_router = APIRouter(include_in_schema=False)
 
 MonthQuery = Annotated[str, Query(
     pattern=r"^\d{4}-\d{2}$", examples=["2026-11"],
@@ -110,14 +107,3 @@ def all_rooms_month(month: MonthQuery, settings: SettingsDep, store: StoreDep,
             rows.append(comparison_row(report))
     return {"month": month, "start": format_time(start), "end": format_time(end),
             "definitions_version": DEFINITIONS_VERSION, "rooms": rows}
-
-
-@lru_cache(maxsize=1)
-def _page() -> str:
-    return (STATIC / "monthly.html").read_text(encoding="utf-8")
-
-
-@page_router.get("/reports/monthly", response_class=HTMLResponse)
-def monthly_page() -> HTMLResponse:
-    """The rooms-side-by-side page; it reads ``/api/v1/reports/monthly``."""
-    return HTMLResponse(_page(), headers={"Cache-Control": "no-cache"})

@@ -79,6 +79,7 @@ class Refused(Exception):
     """One row refused: the column, the reason (a key of ``REASONS``) and the explanation."""
 
     def __init__(self, column: str, reason: str, message: str) -> None:
+        assert reason in REASONS, reason  # the reasons users count by are a fixed list
         super().__init__(message)
         self.column = column
         self.reason = reason
