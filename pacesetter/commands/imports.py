@@ -29,7 +29,8 @@ def register_events(kinds: Any) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--out", metavar="FILE.jsonl", help="write the events (- for stdout)")
     where.add_argument("--bootstrap", metavar="HOST:PORT",
-                       help="publish to the events topic in batches keyed by room")
+                       help="publish to the events topic in batches keyed by room (the "
+                            "default, at PACESETTER_BOOTSTRAP_SERVERS)")
     where.add_argument("--check", action="store_true",
                        help="parse and report only: write and publish nothing")
     p.add_argument("--store", metavar="URL", nargs="?", const="",
@@ -77,6 +78,14 @@ def import_once(args: argparse.Namespace, settings: Settings, mapping: Any,
     from services.imports.deliver import publish, write_jsonl
 
     run = Run(mapping, _caller_key(settings), report=lambda r: print(r, file=sys.stderr))
+    bootstrap = None
+    if not args.out and not args.check:  # the broker is checked before any row is read
+        from services.kafka.broker import ensure_topics, wait_for_kafka
+
+        bootstrap = args.bootstrap or settings.bootstrap_servers
+        wait_for_kafka(bootstrap, 15)
+        ensure_topics(bootstrap, [settings.topic_events], settings.partitions,
+                      settings.replication_factor)
     bar = _progress()
     try:
         for path in paths:
@@ -89,14 +98,9 @@ def import_once(args: argparse.Namespace, settings: Settings, mapping: Any,
     if args.out:
         write_jsonl(events, args.out, append=append)
         destination = f"written to {args.out}"
-    elif args.bootstrap:
-        from services.kafka.broker import ensure_topics, wait_for_kafka
-
-        wait_for_kafka(args.bootstrap, 15)
-        ensure_topics(args.bootstrap, [settings.topic_events], settings.partitions,
-                      settings.replication_factor)
-        publish(events, args.bootstrap, settings.topic_events)
-        destination = f"published to {settings.topic_events} at {args.bootstrap}"
+    elif bootstrap is not None:
+        publish(events, bootstrap, settings.topic_events)
+        destination = f"published to {settings.topic_events} at {bootstrap}"
     else:
         for _ in events:
             pass
