@@ -151,7 +151,8 @@ class Fields:
     def __init__(self, mapping: Mapping, caller_key: bytes | None) -> None:
         self.columns = mapping.columns()
         self.index = {name: i for i, name in enumerate(self.columns)}
-        self.nulls = frozenset(v.strip() for v in mapping.source.null_values)
+        # an empty cell is no value whatever the mapping lists
+        self.nulls = frozenset({""} | {v.strip() for v in mapping.source.null_values})
         self.key = caller_key
         if mapping.pseudonymised() and not caller_key:
             raise ImportFailure(
@@ -169,25 +170,25 @@ class Fields:
         nulls = self.nulls | {v.strip() for v in spec.null_values}
         label = _label(spec)
         fmt = spec.format
-        raw: Callable[[list[str | None]], str | None]
+        raw: Getter
         if spec.value is not None:
             constant = str(spec.value)
 
-            def raw(_cells: list[str | None]) -> str | None:
-                return constant
+            def raw(_cells: list[str | None]) -> Value:
+                return constant, fmt
         elif spec.column is not None:
             index = self.index[spec.column]
 
-            def raw(cells: list[str | None]) -> str | None:
+            def raw(cells: list[str | None]) -> Value:
                 value = cells[index]
                 if value is None:
-                    return None
+                    return None, fmt
                 value = value.strip()
-                return None if value in nulls else value
+                return (None if value in nulls else value), fmt
         elif spec.columns is not None:
             indices = [(self.index[c], c) for c in spec.columns]
 
-            def raw(cells: list[str | None]) -> str | None:
+            def raw(cells: list[str | None]) -> Value:
                 parts, empty = [], []
                 for index, column in indices:
                     value = cells[index]
@@ -197,35 +198,36 @@ class Fields:
                     else:
                         parts.append(value)
                 if not parts:
-                    return None
+                    return None, fmt
                 if empty:
                     raise Refused(label, "missing_value",
                                   f"{', '.join(empty)} is empty while the other column(s) of "
                                   f"{name} have a value")
-                return " ".join(parts)
+                return " ".join(parts), fmt
         else:
             items = [self._compile(s, name) for s in spec.coalesce or ()]
 
-            def coalesced(cells: list[str | None]) -> Value:
+            def raw(cells: list[str | None]) -> Value:
                 for item in items:
                     text, item_fmt = item(cells)
                     if text is not None:
                         return text, item_fmt or fmt
                 return None, fmt
 
-            return coalesced
         secret = spec.pseudonymise
         key = self.key
         mapped, default = spec.map, spec.default
+        if not secret and mapped is None and default is None:
+            return raw  # the common case: nothing more to do with the value
 
         def get(cells: list[str | None]) -> Value:
-            text = raw(cells)
+            text, text_fmt = raw(cells)
             if text is not None and secret:
                 assert key is not None
                 text = _pseudonym(text, key)
             if mapped is not None:
                 if text is None:
-                    return default, fmt
+                    return default, text_fmt
                 found = mapped.get(text)
                 if found is None:
                     if default is None:
@@ -233,11 +235,11 @@ class Fields:
                         raise Refused(label, "unknown_value",
                                       f"{shown} is not in the map of {name} and {name} has no "
                                       "default: add it to the map, or give a default")
-                    return default, fmt
-                return found, fmt
+                    return default, text_fmt
+                return found, text_fmt
             if text is None:
-                return default, fmt
-            return text, fmt
+                return default, text_fmt
+            return text, text_fmt
 
         return get
 

@@ -330,3 +330,31 @@ def test_units_are_grouped_into_incidents(tmp_path: Path,
     assert events["i1:dispatched"]["at"] == "2026-11-21T22:03:00Z"
     assert events["i1:arrived"]["at"] == "2026-11-21T22:10:00Z"
     assert events["i1:closed"]["at"] == "2026-11-21T23:10:00Z"
+
+
+def test_a_coalesce_takes_its_own_map_default_and_pseudonym(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    mapping = write(tmp_path / "c.toml", """\
+version = 1
+[source]
+null_values = ["NULL"]
+room = "north"
+[calls]
+id = "id"
+line = { coalesce = ["q1", "q2"], map = { "E" = "999" }, default = "101" }
+offered = { coalesce = ["t1", { column = "t2", format = "%d/%m/%Y %H:%M" }] }
+caller = { coalesce = ["cli", "cli2"], pseudonymise = true }
+""")
+    export = write(tmp_path / "c.csv", "id,q1,q2,t1,t2,cli,cli2\n"
+                   "a,NULL,E,2026-11-21T22:00:00Z,,,07700 900555\n"
+                   "b,X,,,21/11/2026 22:05,,\n")
+    out = tmp_path / "c.jsonl"
+    code, stdout, err = run(["import", "events", "--mapping", str(mapping), str(export),
+                             "--out", str(out)], capsys)
+    assert code == 0, err
+    offered = {e["call"]: e for e in events_of(out)}
+    assert offered["a"]["line"] == "999" and offered["b"]["line"] == "101"
+    assert offered["b"]["at"] == "2026-11-21T22:05:00Z"
+    assert offered["a"]["caller"] == pseudonymise("07700 900555", KEY.encode())
+    assert "caller" not in offered["b"]
+    assert "07700" not in out.read_text() + stdout + err
