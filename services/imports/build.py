@@ -404,7 +404,7 @@ class Run:
         self._at = array("q")
         self._key = array("q")
         self._payloads: list[tuple[Any, ...]] = []
-        self._seen: set[tuple[str, str]] = set()
+        self._seen: dict[str, set[str]] = {}  # identifiers per room
         self._units: dict[tuple[str, str], list[Any]] = {}
         self._file = ""
         self._conditions = self._compile_where()
@@ -576,11 +576,12 @@ class Run:
         handler = self._text(cells, "handler") if exit_stage == 1 else None
         outcome = self._enum(cells, "outcome", OUTCOMES) if ended is not None else None
         wrap = self._seconds(cells, "wrap_seconds") if ended is not None else None
-        if (room, call_id) in self._seen:
+        seen = self._seen.setdefault(room, set())
+        if call_id in seen:
             raise Refused(self.fields.labels["id"], "duplicate_id",
                           f"call {call_id!r} was already imported from an earlier row: the "
                           "first row stands")
-        self._seen.add((room, call_id))
+        seen.add(call_id)
         seq = len(self._payloads)
         self._payloads.append((room, call_id, line_name, caller, reason, handler, outcome, wrap))
         self._emit(offered, 0, seq)
@@ -613,11 +614,12 @@ class Run:
 
     def _incident_row(self, _line: int, cells: list[str | None]) -> None:
         room, incident_id, grade, area, call, times = self._incident(cells)
-        if (room, incident_id) in self._seen:
+        seen = self._seen.setdefault(room, set())
+        if incident_id in seen:
             raise Refused(self.fields.labels["id"], "duplicate_id",
                           f"incident {incident_id!r} was already imported from an earlier row: "
                           "the first row stands")
-        self._seen.add((room, incident_id))
+        seen.add(incident_id)
         seq = len(self._payloads)
         self._payloads.append((room, incident_id, grade, area, call))
         for (_name, stage), at in zip(_INCIDENT_STAGES, times, strict=True):
@@ -691,7 +693,7 @@ class Run:
         ats, keys, payloads = self._at, self._key, self._payloads
         counts = self.summary.events
         calls = self.kind == "calls"
-        for index in order.tolist():
+        for index in _chunked(order):
             key = keys[index]
             stage = key & 15
             seq = (key >> 4) & ((1 << 52) - 1)
@@ -728,3 +730,9 @@ class Run:
 
 
 INCIDENT_NAMES = tuple(name for name, _ in _INCIDENT_STAGES)
+
+
+def _chunked(order: np.ndarray, size: int = 65_536) -> Iterator[int]:
+    """The indices as Python ints a slice at a time: a list of millions costs 36 bytes each."""
+    for first in range(0, len(order), size):
+        yield from order[first:first + size].tolist()
