@@ -21,10 +21,12 @@ def register(sub: Any) -> None:
                                       "'report monthly' for a room's month from the store")
     p.add_argument("file", help="JSONL file, or - for standard input; or 'monthly' with --room "
                                 "and --month")
-    p.add_argument("--json", action="store_true", help="JSON lines: every record with its kind")
+    p.add_argument("--json", action="store_true",
+                   help="JSON lines: every record with its kind (report monthly: the report)")
     p.add_argument("--store", metavar="URL", nargs="?", const="",
-                   help="also keep the final interval records in the history store, for "
-                        "forecasts (default URL: PACESETTER_STORE_URL)")
+                   help="also keep the final interval records and the attendance records in "
+                        "the history store, for forecasts and monthly reports (default URL: "
+                        "PACESETTER_STORE_URL); report monthly reads from it")
     p.add_argument("--room", help="report monthly: the room")
     p.add_argument("--month", help="report monthly: the Europe/London calendar month, YYYY-MM")
     p.add_argument("--csv", metavar="FILE", help="report monthly: also write the figures as CSV")
