@@ -506,6 +506,122 @@ class HistoryStore:
             return None
         return parse_time(rows[0][0], "history_end"), json.loads(rows[0][1])
 
+    # == alert episodes and acknowledgements (issue 17) =========================================
+    # A minimal implementation of three methods whose SQLAlchemy version comes with the store's
+    # rewrite; everything it needs is inside this block. Episodes are keyed by (id, started_at):
+    # an alert that resolves and fires again has the same id and a new episode. Times are kept
+    # as fixed-width UTC text so that text order is time order.
+
+    _ALERT_COLUMNS = ("id", "started_at", "room", "rule", "subject", "severity", "resolved_at",
+                      "message", "figures_json")
+    _ALERT_SCHEMA = (
+        """CREATE TABLE IF NOT EXISTS alert_episodes (
+            id TEXT NOT NULL, started_at TEXT NOT NULL, room TEXT NOT NULL, rule TEXT NOT NULL,
+            subject TEXT NOT NULL, severity TEXT NOT NULL, resolved_at TEXT, message TEXT,
+            figures_json TEXT, acknowledged_by TEXT, acknowledged_at TEXT, note TEXT,
+            PRIMARY KEY (id, started_at))""",
+        "CREATE INDEX IF NOT EXISTS alert_episodes_room ON alert_episodes (room, started_at)",
+    )
+
+    def _alert_table(self) -> None:
+        if getattr(self, "_alert_table_made", False):
+            return
+        with self._lock, self._transaction() as cur:
+            for statement in self._ALERT_SCHEMA:
+                cur.execute(statement)
+        self._alert_table_made = True
+
+    @staticmethod
+    def _alert_time(value: datetime | str | None, field: str) -> str | None:
+        if value is None:
+            return None
+        return _as_time(value, field).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    def _alert_row(self, episode: dict[str, Any]) -> tuple[Any, ...]:
+        for name in ("id", "room", "rule", "started_at"):
+            if not episode.get(name):
+                raise StoreError(f"{name}: required in an alert episode")
+        return (
+            str(episode["id"]), self._alert_time(episode["started_at"], "started_at"),
+            str(episode["room"]), str(episode["rule"]), str(episode.get("subject") or ""),
+            str(episode.get("severity") or "warning"),
+            self._alert_time(episode.get("resolved_at"), "resolved_at"),
+            episode.get("message"),
+            json.dumps(episode.get("figures") or {}, separators=(",", ":"), default=str),
+        )
+
+    @staticmethod
+    def _alert_out(row: Sequence[Any]) -> dict[str, Any]:
+        def text(value: str | None) -> str | None:
+            return None if value is None else format_time(parse_time(value, "time"))
+
+        (ident, started, room, rule, subject, severity, resolved, message, figures, by, at,
+         note) = row
+        return {"id": ident, "room": room, "rule": rule, "subject": subject,
+                "severity": severity, "started_at": text(started), "resolved_at": text(resolved),
+                "message": message, "figures": json.loads(figures) if figures else {},
+                "acknowledged_by": by, "acknowledged_at": text(at), "note": note}
+
+    _ALERT_SELECT = ("SELECT id, started_at, room, rule, subject, severity, resolved_at, "
+                     "message, figures_json, acknowledged_by, acknowledged_at, note "
+                     "FROM alert_episodes")
+
+    def save_alert_episodes(self, episodes: Iterable[dict[str, Any]]) -> int:
+        """Insert or update alert episodes keyed by ``(id, started_at)``; idempotent.
+
+        A replayed firing transition never reopens a resolved episode, and acknowledgements
+        are never touched here (they come only from :meth:`acknowledge_alert`).
+
+        Returns:
+            How many episodes were written.
+        """
+        self._alert_table()
+        columns = self._ALERT_COLUMNS
+        updates = ", ".join(
+            f"{c} = COALESCE(excluded.{c}, alert_episodes.{c})" if c == "resolved_at"
+            else f"{c} = excluded.{c}" for c in columns[2:])
+        text = self._sql(
+            f"INSERT INTO alert_episodes ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' for _ in columns)}) "
+            f"ON CONFLICT (id, started_at) DO UPDATE SET {updates}")
+        written = 0
+        for batch in _batches((self._alert_row(e) for e in episodes), _BATCH_ROWS):
+            with self._lock, self._transaction() as cur:
+                cur.executemany(text, batch)
+            written += len(batch)
+        return written
+
+    def acknowledge_alert(self, room: str, alert_id: str, started_at: datetime | str, by: str,
+                          note: str | None, at: datetime) -> dict[str, Any] | None:
+        """Record who acknowledged an episode, when and why; the first acknowledgement stays.
+
+        Returns:
+            The episode as stored (with the acknowledgement that holds), or None if the store
+            has no such episode in that room.
+        """
+        self._alert_table()
+        key = (alert_id, self._alert_time(started_at, "started_at"))
+        with self._lock, self._transaction() as cur:
+            cur.execute(self._sql(
+                "UPDATE alert_episodes SET acknowledged_by = ?, acknowledged_at = ?, note = ? "
+                "WHERE id = ? AND started_at = ? AND room = ? AND acknowledged_at IS NULL"),
+                (by, self._alert_time(at, "at"), note, *key, room))
+            cur.execute(self._sql(self._ALERT_SELECT + " WHERE id = ? AND started_at = ? "
+                                  "AND room = ?"), (*key, room))
+            row = cur.fetchone()
+        return None if row is None else self._alert_out(row)
+
+    def alert_history(self, room: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Episodes of a room overlapping ``[start, end)``, oldest first, acknowledgements too."""
+        self._alert_table()
+        rows = self._query(
+            self._ALERT_SELECT + " WHERE room = ? AND started_at < ? "
+            "AND (resolved_at IS NULL OR resolved_at >= ?) ORDER BY started_at, id",
+            (room, self._alert_time(end, "end"), self._alert_time(start, "start")))
+        return [self._alert_out(r) for r in rows]
+
+    # == end of alert episodes ====================================================================
+
 
 def _batches(rows: Iterable[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
     batch: list[tuple[Any, ...]] = []
