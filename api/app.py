@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from api.acknowledgements import AcknowledgementPoller
 from api.metrics import build_registry
 from api.readmodel import ReadModel
 from api.routes import (
@@ -24,9 +25,11 @@ from api.routes import (
     reports,
     reports_page,
     rooms,
+    session,
     staffing,
     stream,
 )
+from api.session import RefuseTokensInLinks, SessionSigner
 from services.contract.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,9 +38,12 @@ DESCRIPTION = """\
 Live figures, intervals, alerts, forecasts and staffing of police control rooms.
 
 Every `/api/v1` route takes `Authorization: Bearer <token>` when tokens are configured
-(`PACESETTER_API_TOKENS`, `role:token` pairs): `viewer` reads, `scheduler` also plans staffing,
-`admin` does everything. `/healthz`, `/readyz` and `/metrics` stay open. Times are RFC 3339
-with a zone; interval records are half-open, `start ≤ interval_start < end`.
+(`PACESETTER_API_TOKENS`, `role:token` or `name=role:token` pairs): `viewer` reads,
+`supervisor` also acknowledges alerts, `scheduler` also plans staffing, `admin` does
+everything. Browsers sign in instead (`POST /api/v1/session`): a signed, HttpOnly,
+SameSite=Strict cookie, with the session's `X-CSRF-Token` on every state-changing request.
+A token in a query string is refused. `/healthz`, `/readyz` and `/metrics` stay open. Times are
+RFC 3339 with a zone; interval records are half-open, `start ≤ interval_start < end`.
 """
 
 
@@ -59,11 +65,17 @@ def create_app(settings: Settings, read_model: ReadModel | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         served: ReadModel = app.state.read_model
         started_here = not served.running
+        poller = None
+        if app.state.store is not None:
+            served.episode_sink = app.state.store.save_alert_episodes
+            poller = AcknowledgementPoller(served, app.state.store).start()
         if started_here:
             served.start()
         try:
             yield
         finally:
+            if poller is not None:
+                poller.stop()
             if started_here and (owned or served is not model):
                 served.stop()
 
@@ -78,6 +90,10 @@ def create_app(settings: Settings, read_model: ReadModel | None = None,
     app.state.read_model = model
     app.state.store = store
     app.state.registry = build_registry(model)
+    app.state.sessions = SessionSigner(settings)
+    if app.state.sessions.ephemeral and settings.tokens():
+        log.info("no PACESETTER_SESSION_KEY: sessions are signed with a key of this process "
+                 "(signed out on restart; set the key for several replicas)")
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -89,9 +105,10 @@ def create_app(settings: Settings, read_model: ReadModel | None = None,
                             status_code=422)
 
     for module in (health, metrics, rooms, intervals, alerts, forecasts, staffing, stream,
-                   dashboard, reports, reports_page):
+                   session, dashboard, reports, reports_page):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
+    app.add_middleware(RefuseTokensInLinks)
     return app
 
 

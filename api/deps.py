@@ -14,11 +14,20 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BeforeValidator, WithJsonSchema
 
 from api.readmodel import ReadModel
+from api.session import (
+    COOKIE,
+    CSRF_HEADER,
+    SAFE_METHODS,
+    Session,
+    SessionSigner,
+    fingerprint,
+    same_origin,
+)
 from services.contract.events import InvalidEvent, parse_time
-from services.contract.settings import LINE_PATTERN, Settings
+from services.contract.settings import LINE_PATTERN, ApiToken, Settings
 from services.history.store import HistoryStore
 
-ROLE_RANK = {"viewer": 0, "scheduler": 1, "admin": 2}
+ROLE_RANK = {"viewer": 0, "supervisor": 1, "scheduler": 2, "admin": 3}
 TIME_EXAMPLE = "2026-11-21T22:15:00Z"
 END_EXAMPLE = "2026-11-21T23:15:00Z"
 
@@ -68,6 +77,18 @@ class Caller:
 
     role: str
     authenticated: bool
+    name: str | None = None
+    token_fingerprint: str | None = None
+    session: Session | None = None  # set when the caller came with a session cookie
+
+    @property
+    def who(self) -> str:
+        """How an audit trail names the caller: the token holder's name, else role and token."""
+        if self.name:
+            return self.name
+        if self.token_fingerprint:
+            return f"{self.role} (token {self.token_fingerprint[:6]})"
+        return "local user (no tokens configured)"
 
 
 def is_loopback(host: str) -> bool:
@@ -80,39 +101,82 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def find_token(settings: Settings, token: str) -> ApiToken | None:
+    """The configured token equal to ``token`` (compared in constant time), or None."""
+    given = token.encode()
+    found = None
+    for known in settings.tokens():  # compare against every token: no early exit on a match
+        if hmac.compare_digest(given, known.token.get_secret_value().encode()):
+            found = found or known
+    return found
+
+
 def identify(settings: Settings, token: str | None) -> Caller:
     """The caller a bearer token identifies.
 
     Raises:
         HTTPException: 401 with ``WWW-Authenticate: Bearer`` for a missing or unknown token.
     """
-    tokens = settings.tokens()
-    if not tokens:
+    if not settings.tokens():
         return Caller("admin", authenticated=False)
-    if token:
-        given = token.encode()
-        role = None
-        for known in tokens:  # compare against every token: no early exit on a match
-            if hmac.compare_digest(given, known.token.get_secret_value().encode()):
-                role = role or known.role
-        if role is not None:
-            return Caller(role, authenticated=True)
+    known = find_token(settings, token) if token else None
+    if known is not None:
+        return Caller(known.role, True, known.name,
+                      fingerprint(known.token.get_secret_value()))
     raise HTTPException(
         status.HTTP_401_UNAUTHORIZED,
-        "a valid bearer token is required: send 'Authorization: Bearer <token>'"
+        "sign in (open / in a browser) or send 'Authorization: Bearer <token>'"
         if not token else "unknown or revoked token",
         headers={"WWW-Authenticate": "Bearer"},
     )
+
+
+def session_caller(request: Request, settings: Settings) -> Caller | None:
+    """The caller a valid session cookie names, if its token is still configured."""
+    signer: SessionSigner = request.app.state.sessions
+    session = signer.read(request.cookies.get(COOKIE))
+    if session is None:
+        return None
+    for known in settings.tokens():
+        if (known.role == session.role
+                and fingerprint(known.token.get_secret_value()) == session.token_fingerprint):
+            return Caller(session.role, True, session.name, session.token_fingerprint, session)
+    return None  # the token was revoked: so is every session made from it
+
+
+def authenticate(request: Request, settings: Settings,
+                 credentials: HTTPAuthorizationCredentials | None) -> Caller:
+    """The caller, by bearer token or else by session cookie; cross-site writes refused.
+
+    Raises:
+        HTTPException: 401 without a valid token or session; 403 for a state-changing request
+            from another origin, or one on a session cookie without its CSRF token.
+    """
+    unsafe = request.method not in SAFE_METHODS
+    if unsafe and not same_origin(request.headers.get("origin"), request.headers.get("host")):
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            "cross-site request refused: send it from this server's pages")
+    if credentials is not None or not settings.tokens():
+        return identify(settings, credentials.credentials if credentials else None)
+    caller = session_caller(request, settings)
+    if caller is None:
+        return identify(settings, None)
+    if unsafe and caller.session is not None and not hmac.compare_digest(
+            request.headers.get(CSRF_HEADER, "").encode(), caller.session.csrf.encode()):
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            f"missing or wrong {CSRF_HEADER} header: reload the dashboard")
+    return caller
 
 
 def require(role: str) -> Any:
     """A dependency admitting callers whose role ranks at least ``role``."""
 
     def check(
+        request: Request,
         settings: SettingsDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Caller:
-        caller = identify(settings, credentials.credentials if credentials else None)
+        caller = authenticate(request, settings, credentials)
         if ROLE_RANK[caller.role] < ROLE_RANK[role]:
             raise HTTPException(status.HTTP_403_FORBIDDEN,
                                 f"the {caller.role} role cannot do this: it needs {role}")
@@ -122,11 +186,14 @@ def require(role: str) -> Any:
 
 
 AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "missing or unknown bearer token (`WWW-Authenticate: Bearer`)"},
-    403: {"description": "the token's role may not do this"},
+    401: {"description": "no valid bearer token or session (`WWW-Authenticate: Bearer`)"},
+    403: {"description": "the role may not do this, or a cross-site or CSRF-less write"},
 }
 Viewer = Depends(require("viewer"))
+Supervisor = Depends(require("supervisor"))
 Scheduler = Depends(require("scheduler"))
+CallerDep = Annotated[Caller, Depends(require("viewer"))]
+SupervisorDep = Annotated[Caller, Depends(require("supervisor"))]
 
 
 # -- query values ------------------------------------------------------------------------

@@ -164,7 +164,7 @@ class ReadModelCollector(Collector):
         yield from (queue, longest, service, abandon, failure, required, forecast, forecast_upper,
                     handlers,
                     awaiting, awaiting_age)
-        yield self._alerts(states)
+        yield from self._alerts(states)
 
         events_family = CounterMetricFamily("pacesetter_events",
                                             "Valid events processed, by type", labels=["type"])
@@ -188,21 +188,32 @@ class ReadModelCollector(Collector):
             "1 once this API's read model has caught up with the topics",
             value=1.0 if self.model.readiness().ready else 0.0)
 
-    def _alerts(self, states: list[dict[str, Any]]) -> Metric:
+    def _alerts(self, states: list[dict[str, Any]]) -> Iterator[Metric]:
         family = GaugeMetricFamily("pacesetter_alerts_firing", "Alerts firing now, by rule",
                                    labels=["room", "rule"])
+        episodes = GaugeMetricFamily(
+            "pacesetter_alerts_firing_episodes",
+            "Alerts firing now, by rule, severity and whether a supervisor acknowledged them",
+            labels=["room", "rule", "severity", "acknowledged"])
         firing: dict[tuple[str, str], int] = {}
+        by_ack: dict[tuple[str, str, str, str], int] = {}
         rooms = {str(s.get("room")) for s in states}
         for alert in self.model.alerts(state="firing"):
             room, rule = str(alert.get("room")), str(alert.get("rule"))
             rooms.add(room)
             firing[(room, rule)] = firing.get((room, rule), 0) + 1
+            key = (room, rule, str(alert.get("severity") or "warning"),
+                   "true" if alert.get("acknowledged_at") else "false")
+            by_ack[key] = by_ack.get(key, 0) + 1
         for room in sorted(rooms):
             for rule in ALERT_RULES:
                 firing.setdefault((room, rule), 0)
         for (room, rule), n in sorted(firing.items()):
             family.add_metric([room, rule], float(n))
-        return family
+        for labels, n in sorted(by_ack.items()):
+            episodes.add_metric(list(labels), float(n))
+        yield family
+        yield episodes
 
 
 def build_registry(model: ReadModel) -> CollectorRegistry:

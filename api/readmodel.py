@@ -17,13 +17,14 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
+from services.contract.events import format_time
 from services.contract.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,12 @@ class ReadModel:
         self._stopping = threading.Event()
         self._messages = 0
         self._applied_since_prune = 0
+        # Acknowledgements come from the history store (every replica reads the same ones):
+        # (alert id, started_at) -> {acknowledged_by, acknowledged_at, note}.
+        self._acks: dict[tuple[str, str], dict[str, Any]] = {}
+        #: Where alert episodes go as transitions arrive (the store's save_alert_episodes).
+        self.episode_sink: Callable[[list[dict[str, Any]]], Any] | None = None
+        self._pending_episodes: dict[tuple[str, str], dict[str, Any]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -238,6 +245,8 @@ class ReadModel:
                 for records in batch.values():
                     for msg in records:
                         self._apply_message(msg.topic, msg.value)
+                if self._pending_episodes:
+                    await asyncio.get_running_loop().run_in_executor(None, self.flush_episodes)
                 if pending:
                     now_ms = int(time.time() * 1000)
                     for tp in list(pending):
@@ -353,7 +362,8 @@ class ReadModel:
         with self._lock:
             self._t.live[room] = state
             self._t.lines.setdefault(room, set()).update(state.get("lines") or {})
-        self._publish(room, "live", state)
+        if self._subscribers and self._ready:
+            self._publish(room, "live", self._live_with_acks(state))
 
     def _apply_alert(self, alert: dict[str, Any]) -> None:
         room = alert["room"]
@@ -362,7 +372,84 @@ class ReadModel:
         with self._lock:
             self._t.alerts[alert["id"]] = alert
             self._t.lines.setdefault(room, set())
-        self._publish(room, "alert", alert)
+            if self.episode_sink is not None:
+                self._pending_episodes[(alert["id"], str(alert.get("started_at")))] = alert
+        self._publish(room, "alert", self._with_ack(alert))
+
+    # -- alert episodes and acknowledgements -----------------------------------------------------
+
+    def flush_episodes(self) -> int:
+        """Hand the alert transitions seen since the last flush to the episode sink.
+
+        Saving is an idempotent upsert, so every replica may save what it sees; a failure is
+        logged and the episodes are saved again when acknowledged.
+        """
+        with self._lock:
+            pending, self._pending_episodes = list(self._pending_episodes.values()), {}
+        sink = self.episode_sink
+        if not pending or sink is None:
+            return 0
+        try:
+            sink([episode_of(a) for a in pending])
+        except Exception as exc:  # noqa: BLE001 - the store may be down; the live view is not
+            log.warning("read model: could not save %d alert episodes: %s", len(pending), exc)
+            return 0
+        return len(pending)
+
+    def current_alert(self, alert_id: str) -> dict[str, Any] | None:
+        """The latest transition of an alert id (its current or last episode)."""
+        with self._lock:
+            alert = self._t.alerts.get(alert_id)
+        return None if alert is None else self._with_ack(alert)
+
+    def firing_spans(self) -> dict[str, tuple[datetime, datetime]]:
+        """Per room, the earliest and latest start of its firing alerts (what to ask the store)."""
+        spans: dict[str, tuple[datetime, datetime]] = {}
+        with self._lock:
+            firing = [a for a in self._t.alerts.values() if a.get("state") == "firing"]
+        for alert in firing:
+            at = _parse_instant(alert.get("started_at"))
+            if at is None:
+                continue
+            room = str(alert.get("room"))
+            low, high = spans.get(room, (at, at))
+            spans[room] = (min(low, at), max(high, at))
+        return spans
+
+    def acknowledge(self, episodes: Iterable[dict[str, Any]]) -> int:
+        """Take acknowledgements of episodes (store rows); tells subscribers of new ones.
+
+        Returns:
+            How many acknowledgements were new to this read model.
+        """
+        changed = []
+        with self._lock:
+            for row in episodes:
+                if not row.get("acknowledged_at"):
+                    continue
+                key = (str(row["id"]), _instant_text(row.get("started_at")))
+                ack = {"acknowledged_by": row.get("acknowledged_by"),
+                       "acknowledged_at": _instant_text(row.get("acknowledged_at")),
+                       "note": row.get("note")}
+                if self._acks.get(key) != ack:
+                    self._acks[key] = ack
+                    current = self._t.alerts.get(key[0])
+                    if current is not None and _instant_text(current.get("started_at")) == key[1]:
+                        changed.append(current)
+        for alert in changed:
+            self._publish(str(alert["room"]), "alert", self._with_ack(alert))
+        return len(changed)
+
+    def _with_ack(self, alert: dict[str, Any]) -> dict[str, Any]:
+        ack = self._acks.get((str(alert.get("id")), _instant_text(alert.get("started_at"))))
+        return {**alert, **(ack or NO_ACK)}
+
+    def _live_with_acks(self, state: dict[str, Any]) -> dict[str, Any]:
+        alerts = state.get("alerts")
+        if not alerts:
+            return state
+        return {**state, "alerts": [self._with_ack(a) if isinstance(a, dict) else a
+                                    for a in alerts]}
 
     def prune(self) -> None:
         """Forget records older than the retention (in each room's event time)."""
@@ -415,12 +502,13 @@ class ReadModel:
     def live(self, room: str) -> dict[str, Any] | None:
         """The latest live state of a room."""
         with self._lock:
-            return self._t.live.get(room)
+            state = self._t.live.get(room)
+            return None if state is None else self._live_with_acks(state)
 
     def live_states(self) -> list[dict[str, Any]]:
         """The latest live state of every room."""
         with self._lock:
-            return [self._t.live[r] for r in sorted(self._t.live)]
+            return [self._live_with_acks(self._t.live[r]) for r in sorted(self._t.live)]
 
     def version(self, room: str, kind: str) -> tuple[int, int]:
         """Changes whenever the room's records of ``kind`` change (or the model restarts)."""
@@ -465,10 +553,36 @@ class ReadModel:
             rows = [a for a in self._t.alerts.values()
                     if (room is None or a.get("room") == room)
                     and (state is None or a.get("state") == state)]
+            rows = [self._with_ack(a) for a in rows]
         rows.sort(key=lambda a: str(a.get("id", "")), reverse=True)
         rows.sort(key=lambda a: _parse_instant(a.get("started_at"))
                   or datetime.min.replace(tzinfo=UTC), reverse=True)
         return rows
+
+
+NO_ACK: dict[str, Any] = {"acknowledged_by": None, "acknowledged_at": None, "note": None}
+
+
+def _instant_text(value: Any) -> str:
+    """One spelling of an instant (text or datetime): keys from the topic and store match."""
+    if isinstance(value, datetime):
+        at: datetime | None = value.astimezone(UTC)
+    else:
+        at = _parse_instant(value)
+    return str(value) if at is None else format_time(at)
+
+
+def episode_of(alert: dict[str, Any]) -> dict[str, Any]:
+    """The history store's episode of an alert transition (TOPICS.md alert record)."""
+    ident = str(alert["id"])
+    parts = ident.split(":", 2)
+    subject = (parts[2] if len(parts) == 3 and parts[1] == alert.get("rule")
+               else alert.get("incident") or alert.get("line") or "room")
+    return {"id": ident, "room": alert["room"], "rule": alert["rule"], "subject": subject,
+            "severity": alert.get("severity") or "warning", "started_at": alert["started_at"],
+            "resolved_at": alert.get("resolved_at") if alert.get("state") == "resolved" else None,
+            "message": alert.get("message"),
+            "figures": {k: alert.get(k) for k in ("value", "threshold", "line", "incident")}}
 
 
 def _within(at: datetime, start: datetime | None, end: datetime | None) -> bool:

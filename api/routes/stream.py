@@ -7,11 +7,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials
 from sse_starlette.sse import EventSourceResponse, ServerSentEvent
 
-from api.deps import AUTH_RESPONSES, ReadModelDep, RoomFilter, SettingsDep, bearer, identify
+from api.deps import AUTH_RESPONSES, ReadModelDep, RoomFilter, SettingsDep, authenticate, bearer
 from api.readmodel import ReadModel
 
 KEEPALIVE_SECONDS = 15
@@ -19,15 +19,12 @@ router = APIRouter(prefix="/api/v1", tags=["stream"], responses=AUTH_RESPONSES)
 
 
 def stream_caller(
+    request: Request,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    access_token: Annotated[str | None, Query(
-        max_length=512,
-        description="the bearer token, for clients that cannot send headers (EventSource)",
-    )] = None,
 ) -> None:
-    """Viewers (and above) only; the token may come as ``?access_token=``."""
-    identify(settings, credentials.credentials if credentials else access_token)
+    """Viewers (and above) only: by bearer token, or by session cookie (EventSource sends it)."""
+    authenticate(request, settings, credentials)
 
 
 def _event(name: str, data: Any) -> ServerSentEvent:

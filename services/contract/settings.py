@@ -14,7 +14,7 @@ from services.contract.errors import PacesetterError
 
 ENV_PREFIX = "PACESETTER_"
 LINE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
-ROLES = ("viewer", "scheduler", "admin")
+ROLES = ("viewer", "supervisor", "scheduler", "admin")
 
 
 class SettingsError(PacesetterError):
@@ -56,6 +56,7 @@ class ApiToken:
 
     role: str
     token: SecretStr
+    name: str | None = None  # who holds it: recorded with their acknowledgements
 
 
 class Settings(BaseSettings):
@@ -91,6 +92,8 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
     api_tokens: SecretStr = SecretStr("")
+    session_key: SecretStr | None = None
+    session_seconds: float = Field(default=12 * 3600.0, ge=60, le=7 * 86400.0)
     store_url: str = "sqlite:///data/pacesetter.db"
     caller_key: SecretStr | None = None
     worker_id: str = "pacesetter-worker"
@@ -128,6 +131,14 @@ class Settings(BaseSettings):
         _parse_tokens(value.get_secret_value())
         return value
 
+    @field_validator("session_key")
+    @classmethod
+    def _check_session_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. the output of "
+                             "'python -c \"import secrets; print(secrets.token_hex(32))\"')")
+        return value
+
     def profile(self, line: str) -> LineProfile:
         """The profile of ``line``: configured, else the well-known default, else the default."""
         found = self.line_profiles.get(line)
@@ -148,14 +159,19 @@ class Settings(BaseSettings):
 def _parse_tokens(text: str) -> list[ApiToken]:
     tokens = []
     for pair in filter(None, (p.strip() for p in text.split(","))):
-        role, sep, token = pair.partition(":")
+        holder, sep, token = pair.partition(":")
         if not sep or not token:
-            raise ValueError("each token must be 'role:token', comma-separated")
+            raise ValueError("each token must be 'role:token' or 'name=role:token', "
+                             "comma-separated")
+        name, named, role = holder.rpartition("=")
         if role not in ROLES:
             raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")
+        if named and not name.strip():
+            raise ValueError("a name before '=' must not be empty: 'name=role:token'")
         if len(token) < 8:
             raise ValueError("a token must be at least 8 characters")
-        tokens.append(ApiToken(role=role, token=SecretStr(token)))
+        tokens.append(ApiToken(role=role, token=SecretStr(token),
+                               name=name.strip() if named else None))
     return tokens
 
 

@@ -63,10 +63,16 @@ def test_probes_metrics_dashboard_and_docs_stay_open(secured):
         assert secured.get(path).status_code == 200, path
 
 
-def test_stream_accepts_the_token_as_a_query_parameter(secured):
+def test_a_token_in_a_link_is_refused_with_how_to_sign_in(secured):
+    for path, name in (("/api/v1/stream", "access_token"), ("/api/v1/rooms", "token")):
+        response = secured.get(path, params={name: "viewer-token-1"})
+        assert response.status_code == 400
+        assert "sign in" in response.json()["detail"]
+        assert "Authorization: Bearer" in response.json()["detail"]
+    page = secured.get("/", params={"token": "viewer-token-1"})
+    assert page.status_code == 400
+    assert "sign in" in page.text and page.headers["content-type"].startswith("text/html")
     assert secured.get("/api/v1/stream").status_code == 401
-    assert secured.get("/api/v1/stream", params={"access_token": "wrong-token"}).status_code == 401
-    # A valid token is tested over a real server in test_stream.py (the stream never ends).
 
 
 def test_without_tokens_everything_is_open(client):

@@ -72,7 +72,8 @@ def test_pipeline_health_is_summed_over_rooms(exposition):
 
 
 def test_label_sets_are_bounded(exposition):
-    allowed = {"room", "line", "state", "rule", "grade", "definition", "type", "reason", "le"}
+    allowed = {"room", "line", "state", "rule", "grade", "definition", "type", "reason", "le",
+               "severity", "acknowledged"}
     for family in text_string_to_metric_families(exposition):
         if family.name.startswith("pacesetter_"):
             for sample in family.samples:

@@ -82,11 +82,13 @@ def test_stream_sends_interval_changes(server, feed):
     assert changes[0]["record"]["offered"] == 3
 
 
-def test_stream_takes_the_token_from_the_query_when_tokens_are_set(settings, model):
+def test_stream_takes_the_session_cookie_when_tokens_are_set(settings, model):
     with Server(create_app(changed(settings, api_tokens=TOKENS), read_model=model)) as running:
         url = running.url + "/api/v1/stream"
         assert httpx.get(url, timeout=10).status_code == 401
-        with httpx.stream("GET", url, params={"access_token": "viewer-token-1"},
-                          timeout=30) as response:
-            assert response.status_code == 200
-            assert Reader(response).until(lambda ev: len(ev) >= 1)[0][0] == "live"
+        with httpx.Client(base_url=running.url, timeout=30) as browser:
+            signed = browser.post("/api/v1/session", json={"token": "viewer-token-1"})
+            assert signed.status_code == 200
+            with browser.stream("GET", "/api/v1/stream") as response:
+                assert response.status_code == 200
+                assert Reader(response).until(lambda ev: len(ev) >= 1)[0][0] == "live"
