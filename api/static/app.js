@@ -23,7 +23,6 @@ const GRADES = [
 const LINE_NAMES = { '999': 'Emergency', '101': 'Non-emergency', online: 'Digital desk' };
 
 const params = new URLSearchParams(window.location.search);
-const token = params.get('token');
 const PROFILES = readProfiles();
 
 const state = {
@@ -36,7 +35,11 @@ const state = {
   lastLiveAt: 0,        // Date.now() of the last live message
   source: null,
   chartsDue: false,
+  session: null,        // GET /api/v1/session: signed_in, role, name, csrf
+  alertsShown: '',      // what the alert list shows, so that it changes only when alerts do
+  ackOpen: null,        // the alert id whose acknowledge form is open
 };
+const ROLE_RANK = { viewer: 0, supervisor: 1, scheduler: 2, admin: 3 };
 
 function readProfiles() {
   try {
@@ -89,19 +92,89 @@ function localHM(iso) { const t = Date.parse(iso); return Number.isNaN(t) ? '—
 
 // -- data ---------------------------------------------------------------------------------------
 
-async function api(path) {
+async function api(path, options = {}) {
+  // The session cookie goes with every same-origin request; writes carry its CSRF token.
   const headers = { Accept: 'application/json' };
-  if (token) headers.Authorization = `Bearer ${token}`;
-  const response = await fetch(path, { headers, cache: 'no-store' });
-  if (response.status === 401 || response.status === 403) {
-    throw new AccessError(token ? 'This token is not accepted: ask for a viewer token.'
-      : 'This dashboard needs a token: open it as /?token=YOUR-VIEWER-TOKEN');
+  const method = options.method || 'GET';
+  if (options.body !== undefined) headers['Content-Type'] = 'application/json';
+  if (method !== 'GET' && state.session && state.session.csrf) headers['X-CSRF-Token'] = state.session.csrf;
+  const response = await fetch(path, {
+    method, headers, cache: 'no-store', credentials: 'same-origin',
+    body: options.body === undefined ? undefined : JSON.stringify(options.body),
+  });
+  if (response.status === 401) throw new AccessError('Please sign in.');
+  if (response.status === 403 && method === 'GET') throw new AccessError('Your role cannot see this dashboard: sign in with a viewer token.');
+  if (!response.ok) {
+    let detail = `HTTP ${response.status}`;
+    try { detail = (await response.json()).detail || detail; } catch (err) { /* not JSON */ }
+    throw new RequestError(typeof detail === 'string' ? detail : JSON.stringify(detail), response.status);
   }
-  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
-  return response.json();
+  return response.status === 204 ? null : response.json();
 }
 
 class AccessError extends Error {}
+
+class RequestError extends Error {
+  constructor(message, status) { super(message); this.status = status; }
+}
+
+// -- session -------------------------------------------------------------------------------------
+
+async function loadSession() {
+  state.session = await api('/api/v1/session');
+  renderAccount();
+  return state.session;
+}
+
+function canAcknowledge() {
+  const role = state.session && state.session.role;
+  return role != null && ROLE_RANK[role] >= ROLE_RANK.supervisor;
+}
+
+function renderAccount() {
+  const host = document.getElementById('account');
+  const s = state.session;
+  if (!s || !s.signed_in) { host.innerHTML = ''; return; }
+  host.innerHTML = `<span class="who">${esc(s.name || s.role)} <small>(${esc(s.role)})</small></span>
+    <button type="button" id="signout">Sign out</button>`;
+  document.getElementById('signout').onclick = signOut;
+}
+
+function showSignIn(message) {
+  if (state.source) { state.source.close(); state.source = null; }
+  setConnection('bad');
+  const form = document.getElementById('signin');
+  form.hidden = false;
+  document.getElementById('signin-error').textContent = message || '';
+  document.getElementById('signin-token').focus();
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const input = document.getElementById('signin-token');
+  const error = document.getElementById('signin-error');
+  error.textContent = '';
+  try {
+    state.session = await api('/api/v1/session', { method: 'POST', body: { token: input.value } });
+  } catch (err) {
+    error.textContent = err instanceof AccessError ? 'That token is not accepted.' : `Sign-in failed: ${err.message}`;
+    return;
+  }
+  input.value = '';
+  document.getElementById('signin').hidden = true;
+  renderAccount();
+  start();
+}
+
+async function signOut() {
+  try { await api('/api/v1/session', { method: 'DELETE' }); } catch (err) { report(err); }
+  state.session = null;
+  state.alerts = {};
+  state.alertsShown = '';
+  renderAccount();
+  notice('');
+  showSignIn('Signed out.');
+}
 
 function notice(text) {
   const el = document.getElementById('notice');
@@ -179,8 +252,7 @@ function localMidnight(ms) {
 
 function connect() {
   if (state.source) state.source.close();
-  const url = '/api/v1/stream' + (token ? `?access_token=${encodeURIComponent(token)}` : '');
-  const source = new EventSource(url);
+  const source = new EventSource('/api/v1/stream');  // same origin: the session cookie goes too
   state.source = source;
   let dropped = false;
   source.onopen = () => {
@@ -199,7 +271,7 @@ function connect() {
 function setConnection(kind) {
   const el = document.getElementById('connection');
   el.className = `pill pill-${kind}`;
-  el.textContent = kind === 'ok' ? '● LIVE' : kind === 'wait' ? '○ RECONNECTING' : '✕ NO ACCESS';
+  el.textContent = kind === 'ok' ? '● LIVE' : kind === 'wait' ? '○ RECONNECTING' : '✕ NOT SIGNED IN';
 }
 
 function onLive(live) {
@@ -213,7 +285,13 @@ function onLive(live) {
   state.live[room] = live;
   state.lastLiveAt = Date.now();
   const alerts = state.alerts[room] || (state.alerts[room] = new Map());
-  for (const alert of live.alerts || []) if (alert.state === 'firing') alerts.set(alert.id, alert);
+  for (const alert of live.alerts || []) {
+    if (alert.state !== 'firing') continue;
+    const known = alerts.get(alert.id);
+    // The live state can lag an acknowledgement sent as an alert event: keep the newer news.
+    if (known && known.started_at === alert.started_at && known.acknowledged_at && !alert.acknowledged_at) continue;
+    alerts.set(alert.id, alert);
+  }
   if (room === state.room) {
     renderRoom();
     loadForecasts(room).catch(report);
@@ -416,25 +494,43 @@ function renderIncidents(live) {
   host.innerHTML = `<table><thead><tr><th>Grade</th><th>Waiting</th><th>Oldest</th><th>Status</th></tr></thead><tbody>${rows}</tbody></table>`;
 }
 
+function alertKey(a) {
+  return `${a.id}|${a.started_at}|${a.acknowledged_at || ''}|${a.message}|${a.severity}`;
+}
+
 function renderAlerts() {
   const host = document.getElementById('alerts');
   const alerts = [...(state.alerts[state.room] || new Map()).values()]
-    .sort((a, b) => (a.severity === 'critical' ? 0 : 1) - (b.severity === 'critical' ? 0 : 1)
+    .sort((a, b) => (a.acknowledged_at ? 1 : 0) - (b.acknowledged_at ? 1 : 0)
+      || (a.severity === 'critical' ? 0 : 1) - (b.severity === 'critical' ? 0 : 1)
       || Date.parse(b.started_at) - Date.parse(a.started_at));
-  document.getElementById('alert-count').textContent = alerts.length ? `(${alerts.length})` : '';
+  const open = alerts.filter((a) => !a.acknowledged_at).length;
+  document.getElementById('alert-count').textContent = alerts.length
+    ? `(${alerts.length}${open ? `, ${open} not acknowledged` : ''})` : '';
+  // The list is a live region: rebuild it only when alerts change, so that a screen reader
+  // announces news, not the same list again; never while a supervisor types a note.
+  const shown = `${state.room}#${canAcknowledge()}#${alerts.map(alertKey).join(',')}#${host.clientHeight}`;
+  if (shown === state.alertsShown) return;
+  if (state.ackOpen && host.contains(document.activeElement)) return;
+  state.alertsShown = shown;
+  state.ackOpen = null;
   if (!alerts.length) {
     host.innerHTML = '<li class="none">✓ No alerts firing</li>';
     return;
   }
-  const now = Date.now();
+  const mayAck = canAcknowledge();
   host.innerHTML = alerts.map((a) => {
     const critical = a.severity === 'critical';
-    const started = Date.parse(a.started_at);
-    const age = Number.isNaN(started) ? '' : ` (${words(Math.max(0, (now - started) / 1000))})`;
-    return `<li class="${critical ? 'critical' : 'warning'}">
-      <span class="sev ${critical ? 'bad' : 'warn'}">${critical ? '✖ CRITICAL' : '⚠ WARNING'}</span><span class="since">since ${localHM(a.started_at)}${esc(age)}</span>
-      <span class="msg">${esc(a.message || a.rule)}</span></li>`;
+    const acked = a.acknowledged_at
+      ? `<span class="acked">✓ Acknowledged by ${esc(a.acknowledged_by || 'someone')} at ${localHM(a.acknowledged_at)}${a.note ? `: “${esc(a.note)}”` : ''}</span>`
+      : (mayAck ? `<button type="button" class="ack" data-ack="${esc(a.id)}" aria-label="Acknowledge: ${esc(a.message || a.rule)}">Acknowledge</button>` : '<span class="unacked">not acknowledged</span>');
+    return `<li class="${critical ? 'critical' : 'warning'}${a.acknowledged_at ? ' is-acked' : ''}" data-alert="${esc(a.id)}">
+      <span class="sev ${critical ? 'bad' : 'warn'}">${critical ? '✖ CRITICAL' : '⚠ WARNING'}</span><span class="since">since ${localHM(a.started_at)}</span>
+      <span class="msg">${esc(a.message || a.rule)}</span>${acked}</li>`;
   }).join('');
+  for (const button of host.querySelectorAll('button.ack')) {
+    button.onclick = () => openAck(button.dataset.ack);
+  }
   // Show what fits the panel, then say how many more there are (no scrolling on a wall).
   const bottom = host.getBoundingClientRect().bottom;
   const overflows = () => host.lastElementChild
@@ -443,12 +539,68 @@ function renderAlerts() {
   const more = document.createElement('li');
   more.className = 'more';
   host.appendChild(more);
-  let shown = alerts.length;
+  let count = alerts.length;
   do {
     more.previousElementSibling.remove();
-    shown -= 1;
-    more.textContent = `+ ${alerts.length - shown} more alert${alerts.length - shown === 1 ? '' : 's'}`;
-  } while (shown > 1 && overflows());
+    count -= 1;
+    more.textContent = `+ ${alerts.length - count} more alert${alerts.length - count === 1 ? '' : 's'}`;
+  } while (count > 1 && overflows());
+}
+
+function openAck(id) {
+  const host = document.getElementById('alerts');
+  const item = [...host.querySelectorAll('li[data-alert]')].find((li) => li.dataset.alert === id);
+  const alert = (state.alerts[state.room] || new Map()).get(id);
+  if (!item || !alert) return;
+  state.ackOpen = id;
+  const button = item.querySelector('button.ack');
+  const form = document.createElement('form');
+  form.className = 'ack-form';
+  form.innerHTML = `<label for="ack-note">Note (optional)</label>
+    <input id="ack-note" name="note" maxlength="500" placeholder="e.g. seen, calling in two more handlers">
+    <button type="submit">Confirm acknowledge</button> <button type="button" class="cancel">Cancel</button>
+    <span class="ack-error" role="alert"></span>`;
+  button.replaceWith(form);
+  form.querySelector('input').focus();
+  const close = () => { state.ackOpen = null; state.alertsShown = ''; renderAlerts(); };
+  form.querySelector('.cancel').onclick = close;
+  form.onkeydown = (ev) => { if (ev.key === 'Escape') close(); };
+  form.onsubmit = async (ev) => {
+    ev.preventDefault();
+    const note = form.querySelector('input').value.trim();
+    try {
+      const acked = await api(`/api/v1/rooms/${encodeURIComponent(alert.room)}/alerts/${encodeURIComponent(id)}/acknowledge`,
+        { method: 'POST', body: { started_at: alert.started_at, note: note || null } });
+      (state.alerts[acked.room] || new Map()).set(acked.id, acked);
+    } catch (err) {
+      if (err instanceof AccessError) { report(err); return; }
+      form.querySelector('.ack-error').textContent = err.message;
+      if (!(err instanceof RequestError) || err.status !== 409) return;
+    }
+    close();
+    loadHistory();
+  };
+}
+
+async function loadHistory() {
+  const details = document.getElementById('history');
+  if (!details.open || !state.room) return;
+  const body = document.getElementById('history-body');
+  const live = state.live[state.room];
+  const end = Math.max(Date.now(), live && live.now ? Date.parse(live.now) : 0) + 60000;
+  let rows;
+  try {
+    rows = await api(`/api/v1/rooms/${encodeURIComponent(state.room)}/alerts/history?start=${encodeURIComponent(new Date(end - DAY).toISOString())}&end=${encodeURIComponent(new Date(end).toISOString())}`);
+  } catch (err) {
+    body.textContent = err instanceof RequestError && err.status === 503 ? 'No history store on this server.' : `Could not load the history: ${err.message}`;
+    return;
+  }
+  if (!rows.length) { body.innerHTML = '<p class="none">No alerts in the last 24 hours.</p>'; return; }
+  body.innerHTML = `<table class="history-table"><caption class="sr-only">Alert episodes of ${esc(state.room)}, newest first</caption>
+    <thead><tr><th scope="col">Started</th><th scope="col">Alert</th><th scope="col">Acknowledged</th><th scope="col">Resolved</th></tr></thead><tbody>${
+    rows.slice().reverse().map((e) => `<tr><td>${localHM(e.started_at)}</td><td>${esc(e.message || e.rule)}</td>
+      <td>${e.acknowledged_at ? `${esc(e.acknowledged_by || '')} ${localHM(e.acknowledged_at)}${e.note ? `: ${esc(e.note)}` : ''}` : '—'}</td>
+      <td>${e.resolved_at ? localHM(e.resolved_at) : 'firing'}</td></tr>`).join('')}</tbody></table>`;
 }
 
 // -- charts (hand-drawn SVG) --------------------------------------------------------------------
@@ -480,10 +632,22 @@ function renderCharts() {
     const records = (byLine[line] || []).sort((a, b) => a.interval_start.localeCompare(b.interval_start));
     const forecast = state.forecasts[`${room}|${line}`] || [];
     const target = profile(line).service_level_target;
+    const opened = [...box.querySelectorAll('details')].map((d) => d.open);
     box.innerHTML = `
-      <figure class="chart"><h3>Calls offered per 15 min, last 24 h<span class="key">▮ actual${forecast.length ? ' &nbsp;╌ forecast (band: range)' : ''}</span></h3>${offeredChart(records, forecast, start, end)}</figure>
-      <figure class="chart"><h3>Service level per 15 min<span class="key">● met &nbsp;▼ missed &nbsp;╌ target ${pct(target, 0)}</span></h3>${serviceChart(records, target, start, end)}</figure>`;
+      <figure class="chart"><h3>Calls offered per 15 min, last 24 h<span class="key">▮ actual${forecast.length ? ' &nbsp;╌ forecast (band: range)' : ''}</span></h3>${offeredChart(records, forecast, start, end)}${chartTable(`Calls offered per 15 minutes on line ${line}`, ['Interval', 'Offered', 'Forecast'], records.map((r) => {
+    const f = forecast.find((x) => x.interval_start === r.interval_start);
+    return [localHM(r.interval_start), String(r.offered ?? 0), f && isNum(f.calls) ? String(Math.round(f.calls)) : '—'];
+  }))}</figure>
+      <figure class="chart"><h3>Service level per 15 min<span class="key">● met &nbsp;▼ missed &nbsp;╌ target ${pct(target, 0)}</span></h3>${serviceChart(records, target, start, end)}${chartTable(`Service level per 15 minutes on line ${line} (target ${pct(target, 0)})`, ['Interval', 'Service level', 'Target'], records.filter((r) => r.service_level && isNum(r.service_level.answered)).map((r) => [localHM(r.interval_start), pct(r.service_level.answered), r.service_level.answered < target ? 'missed' : 'met']))}</figure>`;
+    box.querySelectorAll('details').forEach((d, i) => { d.open = Boolean(opened[i]); });
   }
+}
+
+function chartTable(caption, heads, rows) {
+  // The chart as a table, for screen readers and anyone who wants the numbers.
+  return `<details class="chart-table"><summary>Table<span class="sr-only">: ${esc(caption)}</span></summary>
+    <table><caption class="sr-only">${esc(caption)}</caption><thead><tr>${heads.map((h) => `<th scope="col">${esc(h)}</th>`).join('')}</tr></thead>
+    <tbody>${rows.slice().reverse().map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`).join('')}</tbody></table></details>`;
 }
 
 function xOf(t, start, end) { return PAD.left + ((t - start) / (end - start)) * (W - PAD.left - PAD.right); }
@@ -573,8 +737,7 @@ function tick() {
 
 function report(err) {
   if (err instanceof AccessError) {
-    setConnection('bad');
-    notice(err.message);
+    showSignIn(err.message);
     return;
   }
   console.warn('pacesetter dashboard:', err);
@@ -593,6 +756,11 @@ async function refresh() {
 
 async function start() {
   try {
+    const session = await loadSession();
+    if (session.tokens_required && !session.signed_in) {
+      showSignIn('');
+      return;
+    }
     await loadRooms();
     await loadRoom(state.room);
     if (state.live[state.room]) state.lastLiveAt = Date.now();
@@ -612,7 +780,8 @@ window.addEventListener('resize', () => {
 
 tick();
 setInterval(tick, 1000);
-setInterval(() => { if (state.room) renderAlerts(); }, 30000);
+document.getElementById('signin').addEventListener('submit', signIn);
+document.getElementById('history').addEventListener('toggle', loadHistory);
 
 window.addEventListener('hashchange', () => {
   const room = decodeURIComponent(window.location.hash.slice(1));
