@@ -22,6 +22,7 @@ from api.routes import (
     health,
     intervals,
     metrics,
+    overview,
     reports,
     reports_page,
     rooms,
@@ -104,8 +105,8 @@ def create_app(settings: Settings, read_model: ReadModel | None = None,
         return JSONResponse({"detail": errors, "message": f"invalid request: {names}"},
                             status_code=422)
 
-    for module in (health, metrics, rooms, intervals, alerts, forecasts, staffing, stream,
-                   session, dashboard, reports, reports_page):
+    for module in (health, metrics, rooms, overview, intervals, alerts, forecasts, staffing,
+                   stream, session, dashboard, reports, reports_page):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
     app.add_middleware(RefuseTokensInLinks)

@@ -530,6 +530,21 @@ class ReadModel:
                     and _within(v.start, start, end)]
         return [r for _, _, r in sorted(rows, key=lambda x: (x[0], x[1]))]
 
+    def intervals_since(self, since: dict[str, datetime],
+                        lines: tuple[str, ...]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        """Interval records of many rooms at once, ``interval_start ≥ since[room]``.
+
+        One pass over the table, for pages that show every room (``intervals()`` per room
+        would scan it once per room and line).
+        """
+        found: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        with self._lock:
+            for (room, line, _), stored in self._t.intervals.items():
+                start = since.get(room)
+                if start is not None and line in lines and stored.start >= start:
+                    found.setdefault((room, line), []).append(stored.record)
+        return found
+
     def attendance(self, room: str, grade: str | None = None, start: datetime | None = None,
                    end: datetime | None = None) -> list[dict[str, Any]]:
         """Attendance records, oldest first (then by grade)."""

@@ -38,3 +38,14 @@ def dashboard(settings: SettingsDep, model: ReadModelDep) -> HTMLResponse:
     text = json.dumps(profiles).replace("<", "\\u003c")
     return HTMLResponse(_page().replace("__PROFILES__", text),
                         headers={"Cache-Control": "no-cache"})
+
+
+@lru_cache(maxsize=1)
+def _rooms_page() -> str:
+    return (STATIC / "rooms.html").read_text(encoding="utf-8")
+
+
+@router.get("/rooms", response_class=HTMLResponse)
+def rooms_page() -> HTMLResponse:
+    """Every room at a glance, worst first, for a force's or a region's wall screen."""
+    return HTMLResponse(_rooms_page(), headers={"Cache-Control": "no-cache"})
