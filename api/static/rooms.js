@@ -48,6 +48,7 @@ function setConnection(kind) {
 // -- figures -----------------------------------------------------------------------------------
 
 function fromLive(row, live) {
+  // Alerts come from the overview and `alert` events (which carry acknowledgements), not here.
   const lines = live.lines || {};
   const l999 = lines['999'] || {};
   const l101 = lines['101'] || {};
@@ -58,13 +59,6 @@ function fromLive(row, live) {
   const figures = Object.values(lines).filter((f) => f && typeof f === 'object');
   row.calls_waiting = figures.reduce((n, f) => n + (f.in_queue || 0), 0);
   row.longest_wait_seconds = Math.max(0, ...figures.filter((f) => f.in_queue > 0).map((f) => f.longest_wait_seconds || 0));
-  if (Array.isArray(live.alerts)) {
-    const known = new Map((row.alerts || []).map((a) => [a.id, a]));
-    row.alerts = live.alerts.filter((a) => a.state === 'firing').map((a) => {
-      const was = known.get(a.id);  // an acknowledgement may be newer than this live state
-      return was && was.started_at === a.started_at && was.acknowledged_at && !a.acknowledged_at ? was : a;
-    });
-  }
 }
 
 function derive(row) {

@@ -11,6 +11,7 @@ from api.app import create_app
 from api.readmodel import ReadModel
 from services.history.store import HistoryStore
 from tests.api.feeds import Feed, Server, iso, live_state, make_settings, make_topics
+from tests.browser.axe import axe_source, run_axe, serious
 from tests.browser.cdp import Browser
 from tests.browser.test_dashboard import ARTIFACTS, chromium  # noqa: F401 - fixture
 
@@ -64,6 +65,7 @@ def test_sign_in_acknowledge_reload_and_sign_out(bootstrap, chromium, tmp_path):
             browser.open_page()
             browser.navigate(server.url + "/")
             browser.wait_for(SIGN_IN_SHOWN)
+            assert serious(run_axe(browser, axe_source())) == []
 
             _type(browser, "#signin-token", "supervisor-token-1")
             _press_enter(browser)
@@ -82,6 +84,7 @@ def test_sign_in_acknowledge_reload_and_sign_out(bootstrap, chromium, tmp_path):
             acked = "document.querySelector('#alerts .acked')?.textContent || ''"
             assert "a.khan" in browser.wait_for(acked)
             browser.screenshot(ARTIFACTS / "dashboard-acknowledged.png")
+            assert serious(run_axe(browser, axe_source())) == []
 
             browser.navigate(server.url + "/")  # reload: still signed in, still acknowledged
             shown = browser.wait_for(acked)
