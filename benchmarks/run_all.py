@@ -1,10 +1,9 @@
 """Every benchmark, one after another, and the issue's goals beside what was measured.
 
-Runs bench_simulator.py, bench_stream.py, bench_api.py, bench_forecast.py and bench_import.py
-as child processes
-(one at a time: they would skew each other), takes the last JSON object each prints, and prints
-one combined JSON object: ``{"stream", "api", "forecast", "simulator", "import", "machine",
-"goals"}``.
+Runs bench_simulator.py, bench_stream.py, bench_api.py, bench_forecast.py, bench_import.py and
+bench_rooms.py as child processes (one at a time: they would skew each other), takes the last
+JSON object each prints, and prints one combined JSON object: ``{"stream", "api", "forecast",
+"simulator", "import", "rooms", "machine", "goals"}``.
 A benchmark that is missing, fails or times out is reported as ``{"error": ...}``; the rest
 still run. ``make bench`` runs this. Run: `.venv/bin/python benchmarks/run_all.py [--quick]`.
 """
@@ -35,6 +34,7 @@ BENCHMARKS: dict[str, tuple[str, tuple[float, float], list[tuple[str, str | None
     "api": ("bench_api.py", (1200, 600), []),
     "forecast": ("bench_forecast.py", (3600, 1800), [("--skip-cold", None)]),
     "import": ("bench_import.py", (1800, 600), [("--rows", "200000")]),
+    "rooms": ("bench_rooms.py", (900, 450), []),
 }
 
 
@@ -216,7 +216,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="pass --quick to the benchmarks that accept it (smaller runs)")
     parser.add_argument("--only",
-                        help="comma-separated subset: simulator,stream,api,forecast,import")
+                        help="comma-separated subset: "
+                             "simulator,stream,api,forecast,import,rooms")
     args = parser.parse_args()
     chosen = [n.strip() for n in args.only.split(",")] if args.only else list(BENCHMARKS)
     unknown = [n for n in chosen if n not in BENCHMARKS]
@@ -232,7 +233,7 @@ def main() -> None:
     machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     combined = {"stream": results["stream"], "api": results["api"],
                 "forecast": results["forecast"], "simulator": results["simulator"],
-                "import": results["import"],
+                "import": results["import"], "rooms": results["rooms"],
                 "machine": machine, "goals": goals(results, args.quick)}
     print(json.dumps(combined, indent=2, ensure_ascii=False))
 
