@@ -192,7 +192,6 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
 Viewer = Depends(require("viewer"))
 Supervisor = Depends(require("supervisor"))
 Scheduler = Depends(require("scheduler"))
-CallerDep = Annotated[Caller, Depends(require("viewer"))]
 SupervisorDep = Annotated[Caller, Depends(require("supervisor"))]
 
 
