@@ -193,3 +193,42 @@ def test_acknowledged_alerts_pass_promtool(world, tmp_path):
     finally:
         client.__exit__(None, None, None)
         store.close()
+
+
+def test_another_replicas_event_stream_carries_the_acknowledgement(world):
+    import httpx
+
+    from tests.api.feeds import Server
+    from tests.api.test_stream import Reader
+
+    settings, feed, url, now = world
+    gap = dict(long_wait(now - timedelta(minutes=2)), id="north:staffing_gap:room",
+               rule="staffing_gap", line=None, severity="warning",
+               message="3 handlers logged in, the plan needs 5")
+    feed.alert(gap)
+    feed.flush()
+    a, store_a = _replica(settings, url)
+    store_b = HistoryStore.open(url)
+    try:
+        _ready(a)
+        wait_until(lambda: "north:staffing_gap:room" in _firing(a))
+        with Server(create_app(settings, store=store_b)) as b, \
+                httpx.Client(base_url=b.url, timeout=30) as browser:
+            wait_until(lambda: browser.get("/readyz").status_code == 200)
+            assert browser.post("/api/v1/session",
+                                json={"token": "viewer-token-1"}).status_code == 200
+            with browser.stream("GET", "/api/v1/stream", params={"room": "north"}) as response:
+                reader = Reader(response)
+                reader.until(lambda ev: any(n == "live" for n, _ in ev))
+                acked = a.post("/api/v1/rooms/north/alerts/north:staffing_gap:room/acknowledge",
+                               json={"note": "two more from the next shift"}, headers=SUPERVISOR)
+                assert acked.status_code == 200, acked.text
+                events = reader.until(lambda ev: any(
+                    n == "alert" and d["id"] == "north:staffing_gap:room"
+                    and d["acknowledged_by"] == "a.khan" for n, d in ev))
+        shown = [d for n, d in events if n == "alert" and d["acknowledged_by"]]
+        assert shown[-1]["note"] == "two more from the next shift"
+    finally:
+        a.__exit__(None, None, None)
+        store_a.close()
+        store_b.close()
