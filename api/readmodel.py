@@ -389,8 +389,14 @@ class ReadModel:
         sink = self.episode_sink
         if not pending or sink is None:
             return 0
+        episodes = []
+        for alert in pending:
+            try:
+                episodes.append(episode_of(alert))
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("read model: alert not kept in the history: %s", exc)
         try:
-            sink([episode_of(a) for a in pending])
+            sink(episodes)
         except Exception as exc:  # noqa: BLE001 - the store may be down; the live view is not
             log.warning("read model: could not save %d alert episodes: %s", len(pending), exc)
             return 0
@@ -588,14 +594,22 @@ def _instant_text(value: Any) -> str:
 
 
 def episode_of(alert: dict[str, Any]) -> dict[str, Any]:
-    """The history store's episode of an alert transition (TOPICS.md alert record)."""
+    """The history store's episode of an alert transition (TOPICS.md alert record).
+
+    Instants are aware datetimes, as the store's interface takes them.
+    """
     ident = str(alert["id"])
     parts = ident.split(":", 2)
     subject = (parts[2] if len(parts) == 3 and parts[1] == alert.get("rule")
                else alert.get("incident") or alert.get("line") or "room")
+    started = _parse_instant(alert["started_at"])
+    if started is None:
+        raise ValueError(f"alert {ident}: started_at is not an RFC 3339 time")
+    resolved = (_parse_instant(alert.get("resolved_at")) or started
+                if alert.get("state") == "resolved" else None)
     return {"id": ident, "room": alert["room"], "rule": alert["rule"], "subject": subject,
-            "severity": alert.get("severity") or "warning", "started_at": alert["started_at"],
-            "resolved_at": alert.get("resolved_at") if alert.get("state") == "resolved" else None,
+            "severity": alert.get("severity") or "warning", "started_at": started,
+            "resolved_at": resolved,
             "message": alert.get("message"),
             "figures": {k: alert.get(k) for k in ("value", "threshold", "line", "incident")}}
 
