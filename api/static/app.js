@@ -311,7 +311,7 @@ function onInterval(change) {
 function onAlert(alert) {
   const alerts = state.alerts[alert.room] || (state.alerts[alert.room] = new Map());
   if (alert.state === 'firing') alerts.set(alert.id, alert); else alerts.delete(alert.id);
-  if (alert.room === state.room) renderAlerts();
+  if (alert.room === state.room) { renderAlerts(); loadHistory(); }
   renderTabs();
 }
 
@@ -349,8 +349,10 @@ function renderRoom() {
 function renderTabs() {
   const nav = document.getElementById('rooms');
   nav.innerHTML = state.rooms.map(({ room }) => {
-    const firing = state.alerts[room] ? state.alerts[room].size : 0;
-    const mark = firing ? ` <span class="dot bad" aria-label="${firing} alerts">⚠ ${firing}</span>` : '';
+    const alerts = state.alerts[room] ? [...state.alerts[room].values()] : [];
+    const open = alerts.filter((a) => !a.acknowledged_at).length;
+    const mark = open ? ` <span class="dot bad" aria-label="${open} alerts not acknowledged">⚠ ${open}</span>`
+      : alerts.length ? ` <span class="dot" aria-label="${alerts.length} alerts, all acknowledged">✓ ${alerts.length}</span>` : '';
     return `<button type="button" data-room="${esc(room)}" aria-pressed="${room === state.room}">${esc(room)}${mark}</button>`;
   }).join('');
   for (const button of nav.querySelectorAll('button')) {
@@ -572,6 +574,7 @@ function openAck(id) {
       const acked = await api(`/api/v1/rooms/${encodeURIComponent(alert.room)}/alerts/${encodeURIComponent(id)}/acknowledge`,
         { method: 'POST', body: { started_at: alert.started_at, note: note || null } });
       (state.alerts[acked.room] || new Map()).set(acked.id, acked);
+      renderTabs();
     } catch (err) {
       if (err instanceof AccessError) { report(err); return; }
       form.querySelector('.ack-error').textContent = err.message;

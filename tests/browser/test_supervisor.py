@@ -91,6 +91,12 @@ def test_sign_in_acknowledge_reload_and_sign_out(bootstrap, chromium, tmp_path):
             assert "a.khan" in shown and "two more handlers" in shown
             assert browser.evaluate(SIGN_IN_SHOWN) is False
 
+            # The next shift reads it in the dashboard's history, opened from the keyboard.
+            browser.evaluate("document.querySelector('#history summary').focus()")
+            _press_enter(browser)
+            row = "document.querySelector('#history-body tbody tr')?.innerText || ''"
+            assert "a.khan" in browser.wait_for(row)
+
             # What the next shift and an inspector read, with a token of their own.
             history = httpx.get(server.url + "/api/v1/rooms/north/alerts/history",
                                 headers={"Authorization": "Bearer viewer-token-1"}).json()
