@@ -114,7 +114,7 @@ class RefuseTokensInLinks:
         query = scope.get("query_string", b"") if scope["type"] == "http" else b""
         if query and b"token" in query and any(
                 name in LINK_TOKEN_NAMES for name, _ in parse_qsl(query.decode("latin-1"))):
-            html = scope.get("path") == "/"
+            html = not str(scope.get("path", "")).startswith("/api/")  # a page: say it in HTML
             body = (f"<!doctype html><html lang=en><title>Pacesetter: sign in</title>"
                     f"<p>{LINK_TOKEN_REFUSED}</p><p><a href=\"/\">Open the dashboard</a></p>"
                     ).encode() if html else json.dumps({"detail": LINK_TOKEN_REFUSED}).encode()

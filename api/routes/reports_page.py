@@ -19,5 +19,5 @@ def _page() -> str:
 
 @router.get("/reports/monthly", response_class=HTMLResponse)
 def monthly_page() -> HTMLResponse:
-    """The page; everything it shows comes from the API, with the viewer's token."""
+    """The page; everything it shows comes from the API, on the dashboard's session cookie."""
     return HTMLResponse(_page(), headers={"Cache-Control": "no-cache"})

@@ -69,9 +69,10 @@ def test_a_token_in_a_link_is_refused_with_how_to_sign_in(secured):
         assert response.status_code == 400
         assert "sign in" in response.json()["detail"]
         assert "Authorization: Bearer" in response.json()["detail"]
-    page = secured.get("/", params={"token": "viewer-token-1"})
-    assert page.status_code == 400
-    assert "sign in" in page.text and page.headers["content-type"].startswith("text/html")
+    for path in ("/", "/rooms", "/reports/monthly"):
+        page = secured.get(path, params={"token": "viewer-token-1"})
+        assert page.status_code == 400
+        assert "sign in" in page.text and page.headers["content-type"].startswith("text/html")
     assert secured.get("/api/v1/stream").status_code == 401
 
 
