@@ -12,6 +12,7 @@ PACKAGES = {
     "promtool": "prometheus",
     "prometheus": "prometheus",
     "docker-compose": "docker-compose",
+    "amtool": "prometheus-alertmanager",
 }
 
 
@@ -30,6 +31,12 @@ def require_tool(name: str) -> str:
 def promtool() -> str:
     """Path of ``promtool``."""
     return require_tool("promtool")
+
+
+@pytest.fixture
+def amtool() -> str:
+    """Path of Alertmanager's ``amtool``."""
+    return require_tool("amtool")
 
 
 @pytest.fixture

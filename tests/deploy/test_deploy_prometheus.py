@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
-import pytest
 import yaml
 from deploy_queries import (
     CONTRACT_METRICS,
@@ -115,10 +113,7 @@ def test_alertmanager_routes_every_severity_to_a_defined_receiver():
     assert {"room", "line"} <= set(route["group_by"])
 
 
-def test_alertmanager_config_is_valid():
-    amtool = shutil.which("amtool")
-    if not amtool:
-        pytest.skip("amtool is not installed (optional; Debian: prometheus-alertmanager)")
+def test_alertmanager_config_is_valid(amtool: str):
     result = subprocess.run([amtool, "check-config", str(ALERTMANAGER)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
