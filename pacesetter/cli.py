@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "pacesetter.commands.stream",
     "pacesetter.commands.serve",
     "pacesetter.commands.plan",
+    "pacesetter.commands.db",
 )
 
 
@@ -44,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if not args.verbose:
-        for noisy in ("kafka", "aiokafka"):
+        for noisy in ("kafka", "aiokafka", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
     if not getattr(args, "handler", None):
         parser.print_help()

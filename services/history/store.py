@@ -1,69 +1,52 @@
-"""The history store: interval records, staffing plans and backtests (SQLite or PostgreSQL)."""
+"""The history store: every record kind the stream finalises, staffing plans and backtests.
+
+Built on SQLAlchemy Core (``database.py``: SQLite or PostgreSQL, pooled, reconnecting) with the
+tables of ``schema.py``, versioned by the Alembic migrations in ``migrations/``.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
-import sqlite3
 import threading
-import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
+
+import sqlalchemy as sa
 
 from services.contract.errors import PacesetterError
 from services.contract.events import format_time, parse_time
+from services.history import schema
+from services.history.database import (
+    SchemaBehind,
+    StoreError,
+    StoreUnavailable,
+    brief,
+    check_schema,
+    create_engine,
+    safe_url,
+)
+
+__all__ = [
+    "INTERVAL_SECONDS", "PLAN_FIELDS", "HistoryStore", "IntervalSink", "SchemaBehind",
+    "StoreError", "StoreUnavailable", "interval_floor",
+]
 
 logger = logging.getLogger(__name__)
 
 INTERVAL_SECONDS = 900
-BUSY_TIMEOUT_MS = 10_000
 _BATCH_ROWS = 500
-
-# Columns kept next to the JSON of each record, so that queries need not parse JSON.
-_INTERVAL_COLUMNS = (
-    "room", "line", "interval_start", "interval_end", "final",
-    "offered", "answered", "abandoned", "aht_seconds", "asa_seconds", "queue_seconds",
-    "record_json", "updated_at",
-)
 PLAN_FIELDS = (
     "room", "line", "interval_start", "interval_end", "calls", "calls_lower", "calls_upper",
     "aht_seconds", "required_handlers", "required_handlers_upper", "rostered_handlers",
     "rostered_handlers_rounded", "service_level", "asa_seconds", "occupancy", "abandonment",
     "method", "generated_at",
 )
-_PLAN_COLUMNS = PLAN_FIELDS + ("row_json",)
-
-# Portable SQL: SQLite and PostgreSQL both accept these types and INSERT … ON CONFLICT.
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS intervals (
-        room TEXT NOT NULL, line TEXT NOT NULL, interval_start TEXT NOT NULL,
-        interval_end TEXT NOT NULL, final INTEGER NOT NULL,
-        offered INTEGER, answered INTEGER, abandoned INTEGER, aht_seconds DOUBLE PRECISION,
-        asa_seconds DOUBLE PRECISION, queue_seconds DOUBLE PRECISION,
-        record_json TEXT NOT NULL, updated_at TEXT NOT NULL,
-        PRIMARY KEY (room, line, interval_start))""",
-    """CREATE TABLE IF NOT EXISTS plans (
-        room TEXT NOT NULL, line TEXT NOT NULL, interval_start TEXT NOT NULL,
-        interval_end TEXT NOT NULL, calls DOUBLE PRECISION, calls_lower DOUBLE PRECISION,
-        calls_upper DOUBLE PRECISION, aht_seconds DOUBLE PRECISION,
-        required_handlers INTEGER, required_handlers_upper INTEGER,
-        rostered_handlers DOUBLE PRECISION, rostered_handlers_rounded INTEGER,
-        service_level DOUBLE PRECISION, asa_seconds DOUBLE PRECISION,
-        occupancy DOUBLE PRECISION, abandonment DOUBLE PRECISION, method TEXT,
-        generated_at TEXT, row_json TEXT NOT NULL,
-        PRIMARY KEY (room, line, interval_start))""",
-    """CREATE TABLE IF NOT EXISTS backtests (
-        room TEXT NOT NULL, line TEXT NOT NULL, history_end TEXT NOT NULL,
-        computed_at TEXT NOT NULL, result TEXT NOT NULL,
-        PRIMARY KEY (room, line))""",
-)
-
-
-class StoreError(PacesetterError):
-    """A store URL that cannot work, or a record the store cannot keep."""
+EPISODE_FIELDS = ("id", "room", "rule", "subject", "severity", "started_at", "resolved_at",
+                  "message", "figures")
 
 
 def _as_time(value: datetime | str, field: str) -> datetime:
@@ -79,6 +62,15 @@ def _as_time(value: datetime | str, field: str) -> datetime:
 
 def _time_text(value: datetime | str, field: str) -> str:
     return format_time(_as_time(value, field))
+
+
+def _instant_key(value: datetime | str, field: str) -> str:
+    """Fixed-width UTC text (microseconds always): text order is time order."""
+    return _as_time(value, field).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _instant_out(key: str | None) -> str | None:
+    return None if key is None else format_time(parse_time(key, "instant"))
 
 
 def interval_floor(at: datetime) -> datetime:
@@ -116,27 +108,41 @@ def _interval_bounds(start_value: str, end_value: Any) -> tuple[str, str]:
 _interval_bounds_cached = functools.lru_cache(maxsize=8192)(_interval_bounds)
 
 
-def _interval_row(record: dict[str, Any], now_text: str) -> tuple[Any, ...]:
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
+
+
+def _record_row(record: Any, kind: str, keys: Sequence[str], now_text: str) -> dict[str, Any]:
+    """The common columns of a per-interval record: its keys, start, final flag and JSON."""
     if not isinstance(record, dict):
-        raise StoreError(f"an interval record must be a JSON object, got {type(record).__name__}")
-    for name in ("room", "line", "interval_start"):
+        raise StoreError(f"{kind} record must be a JSON object, got {type(record).__name__}")
+    for name in (*keys, "interval_start"):
         if not isinstance(record.get(name), str) or not record[name]:
-            raise StoreError(f"{name}: required text is missing in an interval record")
+            raise StoreError(f"{name}: required text is missing in {kind} record")
     end_value = record.get("interval_end")
     bounds = _interval_bounds_cached if isinstance(end_value, str | None) else _interval_bounds
     stored = dict(record)
     stored["interval_start"], stored["interval_end"] = bounds(record["interval_start"], end_value)
     stored["final"] = bool(record.get("final", False))
-    return (
-        stored["room"], stored["line"], stored["interval_start"], stored["interval_end"],
-        int(stored["final"]), _number(record, "offered", int), _number(record, "answered", int),
-        _number(record, "abandoned", int), _number(record, "aht_seconds"),
-        _number(record, "asa_seconds"), _number(record, "queue_seconds"),
-        json.dumps(stored, separators=(",", ":"), sort_keys=True), now_text,
+    row = {name: stored[name] for name in keys}
+    row.update(interval_start=stored["interval_start"], final=int(stored["final"]),
+               record_json=_json(stored), updated_at=now_text)
+    return row
+
+
+def _interval_row(record: Any, now_text: str) -> dict[str, Any]:
+    row = _record_row(record, "an interval", ("room", "line"), now_text)
+    row.update(
+        interval_end=json.loads(row["record_json"])["interval_end"],
+        offered=_number(record, "offered", int), answered=_number(record, "answered", int),
+        abandoned=_number(record, "abandoned", int), aht_seconds=_number(record, "aht_seconds"),
+        asa_seconds=_number(record, "asa_seconds"),
+        queue_seconds=_number(record, "queue_seconds"),
     )
+    return row
 
 
-def _plan_row(row: dict[str, Any]) -> tuple[Any, ...]:
+def _plan_row(row: dict[str, Any]) -> dict[str, Any]:
     for name in ("room", "line", "interval_start"):
         if not isinstance(row.get(name), str) or not row[name]:
             raise StoreError(f"{name}: required text is missing in a plan row")
@@ -150,111 +156,137 @@ def _plan_row(row: dict[str, Any]) -> tuple[Any, ...]:
     )
     if stored.get("generated_at") is not None:
         stored["generated_at"] = _time_text(stored["generated_at"], "generated_at")
-    values = [stored.get(name) for name in PLAN_FIELDS]
-    return (*values, json.dumps(stored, separators=(",", ":"), sort_keys=True, default=str))
+    values = {name: stored.get(name) for name in PLAN_FIELDS}
+    values["row_json"] = _json(stored)
+    return values
 
 
-def _sqlite_path(url: str) -> str:
-    rest = url[len("sqlite:///"):] if url.startswith("sqlite:///") else None
-    if rest is None:
-        raise StoreError(
-            f"store URL {url!r}: write sqlite:///relative/path.db, sqlite:////absolute/path.db "
-            "or sqlite:///:memory:"
-        )
-    return rest or ":memory:"
+def _episode_row(episode: Any) -> dict[str, Any]:
+    if not isinstance(episode, dict):
+        raise StoreError(f"an alert episode must be a JSON object, got {type(episode).__name__}")
+    for name in ("id", "room", "rule", "subject", "severity", "started_at", "message"):
+        if not isinstance(episode.get(name), str) or not episode[name]:
+            raise StoreError(f"{name}: required text is missing in an alert episode")
+    figures = episode.get("figures") or {}
+    if not isinstance(figures, dict):
+        raise StoreError(f"figures: must be an object, got {type(figures).__name__}")
+    resolved = episode.get("resolved_at")
+    return {
+        "id": episode["id"], "room": episode["room"], "rule": episode["rule"],
+        "subject": episode["subject"], "severity": episode["severity"],
+        "started_at": _instant_key(episode["started_at"], "started_at"),
+        "resolved_at": None if resolved is None else _instant_key(resolved, "resolved_at"),
+        "message": episode["message"], "figures": figures,
+    }
 
 
-def _connect_sqlite(path: str) -> sqlite3.Connection:
-    """Connect to a SQLite file in WAL mode, waiting out another process opening it too.
+def _episode_out(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id, "room": row.room, "rule": row.rule, "subject": row.subject,
+        "severity": row.severity, "started_at": _instant_out(row.started_at),
+        "resolved_at": _instant_out(row.resolved_at), "message": row.message,
+        "figures": row.figures if isinstance(row.figures, dict) else json.loads(row.figures),
+        "acknowledged_by": row.acknowledged_by,
+        "acknowledged_at": _instant_out(row.acknowledged_at), "note": row.note,
+    }
 
-    Switching a new file to WAL needs an exclusive lock, and SQLite reports "database is
-    locked" at once (without its busy handler) when two processes do it together, e.g. two
-    workers starting side by side on a new store. That is retried for the busy timeout.
+
+def _latest_per_key(rows: Iterable[dict[str, Any]], keys: Sequence[str],
+                    final_column: str | None = "final") -> list[dict[str, Any]]:
+    """One row per key, the later winning unless it would unfinalise an earlier final row.
+
+    PostgreSQL refuses an upsert that touches a row twice in one statement.
     """
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    delay = 0.01
-    while True:
-        conn = sqlite3.connect(
-            path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False,
-            isolation_level=None,
-        )
-        try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            if path != ":memory:":
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")
-            return conn
-        except sqlite3.OperationalError as exc:
-            conn.close()
-            text = str(exc)
-            if ("locked" not in text and "busy" not in text) or time.monotonic() > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.25)
+    latest: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        key = tuple(row[k] for k in keys)
+        kept = latest.get(key)
+        if kept is None or final_column is None or row[final_column] >= kept[final_column]:
+            latest[key] = row
+    return list(latest.values())
+
+
+def _batches(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _window(table: sa.Table, start: datetime | str | None,
+            end: datetime | str | None) -> list[sa.ColumnElement[bool]]:
+    where: list[sa.ColumnElement[bool]] = []
+    if start is not None:
+        where.append(table.c.interval_start >= _time_text(start, "start"))
+    if end is not None:
+        where.append(table.c.interval_start < _time_text(end, "end"))
+    return where
 
 
 class HistoryStore:
-    """Interval history, staffing plans and backtest results behind one small SQL interface.
+    """History records, staffing plans and backtest results behind one small interface.
 
-    Open it with :meth:`open`; one instance may be shared by threads (calls are serialised),
-    and several processes may open the same SQLite file (WAL mode and a busy timeout).
+    Open it with :meth:`open`. Every call checks a connection out of the engine's pool for
+    itself, so one instance may be used by any number of threads, and a database that
+    restarted is reconnected to. While the database cannot be reached calls raise
+    :class:`StoreUnavailable`. Several processes may share one SQLite file (WAL mode and a
+    busy timeout).
     """
 
-    def __init__(self, connection: Any, dialect: str, url: str) -> None:
-        self._conn = connection
-        self.dialect = dialect
+    def __init__(self, engine: sa.Engine, url: str) -> None:
+        self.engine = engine
         self.url = url
-        self._lock = threading.RLock()
+        self.dialect = engine.dialect.name
+        # ``sqlite:///:memory:`` is one connection shared by every thread: serialise its use
+        memory = self.dialect == "sqlite" and engine.url.database in (None, "", ":memory:")
+        self._serial: Any = threading.RLock() if memory else contextlib.nullcontext()
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            self._insert: Callable[[sa.Table], Any] = pg_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            self._insert = sqlite_insert
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
-    def open(cls, url: str) -> HistoryStore:
-        """Open (and create) the store at ``url``.
+    def open(cls, url: str, *, upgrade: bool | None = None) -> HistoryStore:
+        """Open the store at ``url``, its schema at the newest revision.
 
         Args:
             url: ``sqlite:///relative/path.db``, ``sqlite:////absolute/path.db``,
-                ``sqlite:///:memory:`` or ``postgresql://user:pass@host/db`` (needs psycopg).
-
-        Returns:
-            The store with its tables created.
+                ``sqlite:///:memory:`` or ``postgresql://user:pass@host:port/db``.
+            upgrade: apply missing migrations. By default a SQLite file is upgraded on open
+                (a local file has one owner, and the demo needs no extra step); a
+                PostgreSQL database is shared, so its owner upgrades it with
+                ``pacesetter db upgrade`` and a program finding it behind stops.
 
         Raises:
+            SchemaBehind: the schema is behind (message: both revisions and the command).
+            StoreUnavailable: the database cannot be reached.
             StoreError: the URL is not understood or the database cannot be opened.
         """
-        if url.startswith("sqlite:"):
-            path = _sqlite_path(url)
-            try:
-                if path != ":memory:":
-                    Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
-                    path = str(Path(path).expanduser())
-                conn = _connect_sqlite(path)
-            except (OSError, sqlite3.Error) as exc:
-                raise StoreError(f"cannot open the SQLite store {url!r}: {exc}") from None
-            store = cls(conn, "sqlite", url)
-        elif url.startswith(("postgresql:", "postgres:", "postgresql+psycopg:")):
-            try:
-                import psycopg
-            except ImportError:
-                raise StoreError(
-                    f"store URL {url!r} needs PostgreSQL support: pip install 'psycopg[binary]'"
-                ) from None
-            dsn = url.replace("postgresql+psycopg:", "postgresql:", 1)
-            try:
-                conn = psycopg.connect(dsn, autocommit=True)
-            except Exception as exc:  # noqa: BLE001 - psycopg's errors have no common import here
-                raise StoreError(f"cannot connect to the PostgreSQL store: {exc}") from None
-            store = cls(conn, "postgresql", url)
-        else:
-            raise StoreError(
-                f"store URL {url!r} is not supported: use sqlite:///path.db or postgresql://…"
-            )
-        store._create_tables()
-        return store
+        engine = create_engine(url)
+        auto = engine.dialect.name == "sqlite" if upgrade is None else upgrade
+        try:
+            check_schema(engine, url, auto)
+        except StoreError:
+            engine.dispose()
+            raise
+        except sa.exc.DBAPIError as exc:
+            engine.dispose()
+            raise StoreError(f"cannot open the history store {safe_url(url)}: {brief(exc)}") \
+                from None
+        return cls(engine, url)
 
     def close(self) -> None:
-        """Close the connection."""
-        with self._lock:
-            self._conn.close()
+        """Close the pooled connections."""
+        self.engine.dispose()
 
     def __enter__(self) -> HistoryStore:
         return self
@@ -262,62 +294,72 @@ class HistoryStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def ping(self) -> None:
+        """Check that the database answers.
+
+        Raises:
+            StoreUnavailable: it does not.
+        """
+        self._read(lambda conn: conn.execute(sa.text("SELECT 1")).all())
+
     # -- SQL plumbing ---------------------------------------------------------------------------
-    def _sql(self, text: str) -> str:
-        return text.replace("?", "%s") if self.dialect == "postgresql" else text
+    def _unavailable(self, exc: sa.exc.DBAPIError) -> StoreError:
+        if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) or \
+                exc.connection_invalidated:
+            return StoreUnavailable(
+                f"history store {safe_url(self.url)} unavailable: {brief(exc)}")
+        return StoreError(f"history store {safe_url(self.url)}: {brief(exc)}")
 
-    def _create_tables(self) -> None:
-        with self._lock, self._transaction() as cur:
-            for statement in _SCHEMA:
-                cur.execute(statement)
+    def _read(self, work: Callable[[sa.Connection], Any]) -> Any:
+        try:
+            with self._serial, self.engine.connect() as conn:
+                return work(conn)
+        except sa.exc.DBAPIError as exc:
+            raise self._unavailable(exc) from None
 
-    class _Tx:
-        def __init__(self, store: HistoryStore) -> None:
-            self.store = store
-            self.cur: Any = None
+    def _write(self, work: Callable[[sa.Connection], Any]) -> Any:
+        try:
+            with self._serial, self.engine.connect() as conn:
+                conn.execution_options(write=True)
+                with conn.begin():
+                    return work(conn)
+        except sa.exc.DBAPIError as exc:
+            raise self._unavailable(exc) from None
 
-        def __enter__(self) -> Any:
-            conn = self.store._conn
-            self.cur = conn.cursor()
-            # BEGIN IMMEDIATE takes SQLite's write lock up front, so a second process waits
-            # (busy timeout) instead of failing half-way with "database is locked".
-            self.cur.execute("BEGIN IMMEDIATE" if self.store.dialect == "sqlite" else "BEGIN")
-            return self.cur
+    def _upsert(self, table: sa.Table, rows: Iterable[dict[str, Any]], keys: Sequence[str],
+                guard: Callable[[Any], sa.ColumnElement[bool]] | None = None,
+                keep: Sequence[str] = ()) -> int:
+        """Insert or update ``rows`` by ``keys``, a batch per transaction.
 
-        def __exit__(self, exc_type: Any, *_: object) -> None:
-            try:
-                self.cur.execute("COMMIT" if exc_type is None else "ROLLBACK")
-            finally:
-                self.cur.close()
-
-    def _transaction(self) -> HistoryStore._Tx:
-        return HistoryStore._Tx(self)
-
-    def _query(self, text: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            cur = self._conn.cursor()
-            try:
-                cur.execute(self._sql(text), tuple(params))
-                return list(cur.fetchall())
-            finally:
-                cur.close()
-
-    def _upsert(self, table: str, columns: Sequence[str], keys: Sequence[str],
-                rows: Iterable[tuple[Any, ...]], guard: str = "") -> int:
-        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
-        text = self._sql(
-            f"INSERT INTO {table} ({', '.join(columns)}) "
-            f"VALUES ({', '.join('?' for _ in columns)}) "
-            f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}{guard}"
-        )
+        Rows are prepared outside any transaction, and one batch is written at a time: a
+        reader waits for one batch at most, not for the whole upsert.
+        """
         written = 0
-        # Rows are prepared outside the lock, which is held one transaction at a time: a
-        # reader on another thread waits for one batch at most, not for the whole upsert.
         for batch in _batches(rows, _BATCH_ROWS):
-            with self._lock, self._transaction() as cur:
-                cur.executemany(text, batch)
+            batch = _latest_per_key(batch, keys, "final" if "final" in batch[0] else None)
+            stmt = self._insert(table)
+            updates = {c: stmt.excluded[c] for c in batch[0] if c not in keys and c not in keep}
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(keys), set_=updates,
+                where=guard(stmt) if guard is not None else None)
+            self._write(lambda conn, s=stmt, b=batch: conn.execute(s, b))
             written += len(batch)
         return written
+
+    def _records(self, table: sa.Table, where: Sequence[sa.ColumnElement[bool]],
+                 order: Sequence[sa.ColumnElement[Any]]) -> list[dict[str, Any]]:
+        query = sa.select(table.c.record_json).where(*where).order_by(*order)
+        rows = self._read(lambda conn: conn.execute(query).scalars().all())
+        return [json.loads(text) for text in rows]
+
+    @staticmethod
+    def _now_text() -> str:
+        return format_time(datetime.now(UTC).replace(microsecond=0))
+
+    @staticmethod
+    def _final_guard(table: sa.Table) -> Callable[[Any], sa.ColumnElement[bool]]:
+        # a replayed update from before the interval closed must not undo its final figures
+        return lambda stmt: stmt.excluded.final >= table.c.final
 
     # -- intervals ------------------------------------------------------------------------------
     def upsert_intervals(self, records: Iterable[dict[str, Any]]) -> int:
@@ -336,12 +378,10 @@ class HistoryStore:
         Raises:
             StoreError: a record lacks room, line or interval_start, or has a bad time.
         """
-        now_text = format_time(datetime.now(UTC).replace(microsecond=0))
-        rows = (_interval_row(r, now_text) for r in records)
-        return self._upsert(
-            "intervals", _INTERVAL_COLUMNS, ("room", "line", "interval_start"), rows,
-            guard=" WHERE excluded.final >= intervals.final",
-        )
+        now_text = self._now_text()
+        table = schema.intervals
+        return self._upsert(table, (_interval_row(r, now_text) for r in records),
+                            ("room", "line", "interval_start"), self._final_guard(table))
 
     def intervals(
         self,
@@ -364,24 +404,13 @@ class HistoryStore:
         Returns:
             The records as they were written (JSON objects).
         """
-        where, params = ["room = ?"], [room]
+        t = schema.intervals
+        where = [t.c.room == room, *_window(t, start, end)]
         if line is not None:
-            where.append("line = ?")
-            params.append(line)
-        if start is not None:
-            where.append("interval_start >= ?")
-            params.append(_time_text(start, "start"))
-        if end is not None:
-            where.append("interval_start < ?")
-            params.append(_time_text(end, "end"))
+            where.append(t.c.line == line)
         if final_only:
-            where.append("final = 1")
-        rows = self._query(
-            f"SELECT record_json FROM intervals WHERE {' AND '.join(where)} "
-            "ORDER BY interval_start, line",
-            params,
-        )
-        return [json.loads(r[0]) for r in rows]
+            where.append(t.c.final == 1)
+        return self._records(t, where, (t.c.interval_start, t.c.line))
 
     def interval_series(
         self, room: str, line: str, start: datetime | str | None = None,
@@ -397,63 +426,126 @@ class HistoryStore:
             ``(interval_start, offered, answered, abandoned, aht_seconds, asa_seconds,
             queue_seconds)`` tuples, oldest first.
         """
-        where, params = ["room = ?", "line = ?"], [room, line]
-        if start is not None:
-            where.append("interval_start >= ?")
-            params.append(_time_text(start, "start"))
-        if end is not None:
-            where.append("interval_start < ?")
-            params.append(_time_text(end, "end"))
+        t = schema.intervals
+        where = [t.c.room == room, t.c.line == line, *_window(t, start, end)]
         if final_only:
-            where.append("final = 1")
-        return self._query(
-            "SELECT interval_start, offered, answered, abandoned, aht_seconds, asa_seconds, "
-            f"queue_seconds FROM intervals WHERE {' AND '.join(where)} ORDER BY interval_start",
-            params,
-        )
+            where.append(t.c.final == 1)
+        query = sa.select(t.c.interval_start, t.c.offered, t.c.answered, t.c.abandoned,
+                          t.c.aht_seconds, t.c.asa_seconds, t.c.queue_seconds
+                          ).where(*where).order_by(t.c.interval_start)
+        return self._read(lambda conn: [tuple(r) for r in conn.execute(query)])
 
     def rooms_lines(self) -> list[tuple[str, str]]:
         """Every ``(room, line)`` with stored intervals, sorted."""
-        rows = self._query("SELECT DISTINCT room, line FROM intervals ORDER BY room, line")
-        return [(r[0], r[1]) for r in rows]
+        t = schema.intervals
+        query = sa.select(t.c.room, t.c.line).distinct().order_by(t.c.room, t.c.line)
+        return self._read(lambda conn: [(r[0], r[1]) for r in conn.execute(query)])
 
-    # -- attendance (H15 stand-in) ---------------------------------------------------------------
-    # BEGIN H15 minimal attendance store: the lead keeps H14's implementation of these two
-    # methods at merge; this block only exists so that the monthly report can be built and
-    # tested on this branch. Same signatures, same meaning.
-    _ATTENDANCE_TABLE = (
-        "CREATE TABLE IF NOT EXISTS attendance_h15 (room TEXT NOT NULL, grade TEXT NOT NULL, "
-        "interval_start TEXT NOT NULL, final INTEGER NOT NULL, record_json TEXT NOT NULL, "
-        "PRIMARY KEY (room, grade, interval_start))"
-    )
-
+    # -- attendance and handlers ------------------------------------------------------------
     def upsert_attendance(self, records: Iterable[dict[str, Any]]) -> int:
         """Insert or replace attendance records keyed by ``(room, grade, interval_start)``.
 
-        A non-final record never replaces a final one.
-        """
-        with self._lock, self._transaction() as cur:
-            cur.execute(self._ATTENDANCE_TABLE)
-        rows = []
-        for record in records:
-            start, _end = _interval_bounds(record["interval_start"], record.get("interval_end"))
-            rows.append((record["room"], record["grade"], start, int(bool(record.get("final"))),
-                         json.dumps(record, separators=(",", ":"), sort_keys=True)))
-        return self._upsert("attendance_h15",
-                            ("room", "grade", "interval_start", "final", "record_json"),
-                            ("room", "grade", "interval_start"), rows,
-                            guard=" WHERE excluded.final >= attendance_h15.final")
+        Like :meth:`upsert_intervals`: idempotent, and a final record is never replaced by a
+        non-final one.
 
-    def attendance(self, room: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
-        """Attendance records of a room with ``start <= interval_start < end``, oldest first."""
-        with self._lock, self._transaction() as cur:
-            cur.execute(self._ATTENDANCE_TABLE)
-        rows = self._query(
-            "SELECT record_json FROM attendance_h15 WHERE room = ? AND interval_start >= ? "
-            "AND interval_start < ? ORDER BY interval_start, grade",
-            (room, _time_text(start, "start"), _time_text(end, "end")))
-        return [json.loads(r[0]) for r in rows]
-    # END H15 minimal attendance store
+        Returns:
+            How many records were written.
+
+        Raises:
+            StoreError: a record lacks room, grade or interval_start, or has a bad time.
+        """
+        now_text = self._now_text()
+        table = schema.attendance
+        rows = (_record_row(r, "an attendance", ("room", "grade"), now_text) for r in records)
+        return self._upsert(table, rows, ("room", "grade", "interval_start"),
+                            self._final_guard(table))
+
+    def attendance(self, room: str, start: datetime | str | None = None,
+                   end: datetime | str | None = None, *,
+                   grade: str | None = None) -> list[dict[str, Any]]:
+        """Attendance records with ``start ≤ interval_start < end``, oldest first, then grade."""
+        t = schema.attendance
+        where = [t.c.room == room, *_window(t, start, end)]
+        if grade is not None:
+            where.append(t.c.grade == grade)
+        return self._records(t, where, (t.c.interval_start, t.c.grade))
+
+    def upsert_handlers(self, records: Iterable[dict[str, Any]]) -> int:
+        """Insert or replace handler records keyed by ``(room, interval_start)``.
+
+        Returns:
+            How many records were written.
+
+        Raises:
+            StoreError: a record lacks room or interval_start, or has a bad time.
+        """
+        now_text = self._now_text()
+        table = schema.handlers
+        rows = (_record_row(r, "a handler", ("room",), now_text) for r in records)
+        return self._upsert(table, rows, ("room", "interval_start"), self._final_guard(table))
+
+    def handlers(self, room: str, start: datetime | str | None = None,
+                 end: datetime | str | None = None) -> list[dict[str, Any]]:
+        """Handler records with ``start ≤ interval_start < end``, oldest first."""
+        t = schema.handlers
+        return self._records(t, [t.c.room == room, *_window(t, start, end)],
+                             (t.c.interval_start,))
+
+    # -- alert episodes -----------------------------------------------------------------------
+    def save_alert_episodes(self, episodes: Iterable[dict[str, Any]]) -> int:
+        """Insert or update alert episodes keyed by ``(id, started_at)``.
+
+        An episode is saved when it fires and again when it resolves; a replayed "firing"
+        never reopens a resolved episode, and saving never clears an acknowledgement.
+
+        Args:
+            episodes: ``id, room, rule, subject, severity, started_at, resolved_at`` (None
+                while firing), ``message`` and ``figures`` (an object).
+
+        Returns:
+            How many episodes were written.
+        """
+        t = schema.alert_episodes
+        return self._upsert(
+            t, (_episode_row(e) for e in episodes), ("id", "started_at"),
+            lambda stmt: sa.or_(stmt.excluded.resolved_at.is_not(None),
+                                t.c.resolved_at.is_(None)),
+        )
+
+    def acknowledge_alert(self, room: str, alert_id: str, started_at: str, by: str, note: str,
+                          at: datetime) -> dict[str, Any] | None:
+        """Record who acknowledged an alert episode, when, and their note.
+
+        Returns:
+            The episode with its acknowledgement, or None when the room has no such episode.
+        """
+        t = schema.alert_episodes
+        key = (t.c.room == room, t.c.id == alert_id,
+               t.c.started_at == _instant_key(started_at, "started_at"))
+
+        def work(conn: sa.Connection) -> dict[str, Any] | None:
+            conn.execute(sa.update(t).where(*key).values(
+                acknowledged_by=by, acknowledged_at=_instant_key(at, "at"), note=note))
+            row = conn.execute(sa.select(t).where(*key)).first()
+            return None if row is None else _episode_out(row)
+
+        result: dict[str, Any] | None = self._write(work)
+        return result
+
+    def alert_history(self, room: str, start: datetime | str,
+                      end: datetime | str) -> list[dict[str, Any]]:
+        """Alert episodes overlapping ``[start, end)``, oldest first.
+
+        An episode overlaps when it started before ``end`` and is firing or resolved after
+        ``start``. Each carries ``acknowledged_by``, ``acknowledged_at`` and ``note`` (None
+        when not acknowledged).
+        """
+        t = schema.alert_episodes
+        query = sa.select(t).where(
+            t.c.room == room, t.c.started_at < _instant_key(end, "end"),
+            sa.or_(t.c.resolved_at.is_(None), t.c.resolved_at > _instant_key(start, "start")),
+        ).order_by(t.c.started_at, t.c.id)
+        return self._read(lambda conn: [_episode_out(r) for r in conn.execute(query)])
 
     # -- staffing plans -------------------------------------------------------------------------
     def save_plan(self, rows: Iterable[dict[str, Any]]) -> int:
@@ -462,175 +554,46 @@ class HistoryStore:
         Returns:
             How many rows were written.
         """
-        return self._upsert(
-            "plans", _PLAN_COLUMNS, ("room", "line", "interval_start"), (_plan_row(r) for r in rows)
-        )
+        return self._upsert(schema.plans, (_plan_row(r) for r in rows),
+                            ("room", "line", "interval_start"))
 
     def plan_rows(
         self, room: str, line: str, start: datetime | str, end: datetime | str
     ) -> list[dict[str, Any]]:
         """Saved plan rows of a line with ``start ≤ interval_start < end``, oldest first."""
-        rows = self._query(
-            "SELECT row_json FROM plans WHERE room = ? AND line = ? AND interval_start >= ? "
-            "AND interval_start < ? ORDER BY interval_start",
-            (room, line, _time_text(start, "start"), _time_text(end, "end")),
-        )
-        return [json.loads(r[0]) for r in rows]
+        t = schema.plans
+        query = sa.select(t.c.row_json).where(
+            t.c.room == room, t.c.line == line, *_window(t, start, end)
+        ).order_by(t.c.interval_start)
+        return [json.loads(r) for r in self._read(lambda c: c.execute(query).scalars().all())]
 
     def current_plan(self, room: str, line: str, at: datetime) -> dict[str, Any] | None:
         """The saved plan row of the interval containing ``at``, or None without a plan."""
         at_text = _time_text(at, "at")
-        rows = self._query(
-            "SELECT row_json FROM plans WHERE room = ? AND line = ? AND interval_start <= ? "
-            "AND interval_end > ? ORDER BY interval_start DESC LIMIT 1",
-            (room, line, at_text, at_text),
-        )
-        return json.loads(rows[0][0]) if rows else None
+        t = schema.plans
+        query = sa.select(t.c.row_json).where(
+            t.c.room == room, t.c.line == line, t.c.interval_start <= at_text,
+            t.c.interval_end > at_text,
+        ).order_by(t.c.interval_start.desc()).limit(1)
+        found = self._read(lambda conn: conn.execute(query).scalar())
+        return None if found is None else dict(json.loads(found))
 
     # -- backtests ------------------------------------------------------------------------------
     def save_backtest(self, room: str, line: str, history_end: datetime | str,
                       result: dict[str, Any]) -> None:
         """Keep the latest backtest of a line (the plan reuses it to choose its method)."""
-        row = (room, line, _time_text(history_end, "history_end"),
-               format_time(datetime.now(UTC).replace(microsecond=0)),
-               json.dumps(result, separators=(",", ":"), default=str))
-        self._upsert("backtests", ("room", "line", "history_end", "computed_at", "result"),
-                     ("room", "line"), [row])
+        row = {"room": room, "line": line, "history_end": _time_text(history_end, "history_end"),
+               "computed_at": self._now_text(),
+               "result": json.dumps(result, separators=(",", ":"), default=str)}
+        self._upsert(schema.backtests, [row], ("room", "line"))
 
     def latest_backtest(self, room: str, line: str) -> tuple[datetime, dict[str, Any]] | None:
         """``(history_end, result)`` of the line's latest backtest, or None."""
-        rows = self._query(
-            "SELECT history_end, result FROM backtests WHERE room = ? AND line = ?", (room, line)
-        )
-        if not rows:
+        t = schema.backtests
+        query = sa.select(t.c.history_end, t.c.result).where(t.c.room == room, t.c.line == line)
+        row = self._read(lambda conn: conn.execute(query).first())
+        if row is None:
             return None
-        return parse_time(rows[0][0], "history_end"), json.loads(rows[0][1])
-
-    # == alert episodes and acknowledgements (issue 17) =========================================
-    # A minimal implementation of three methods whose SQLAlchemy version comes with the store's
-    # rewrite; everything it needs is inside this block. Episodes are keyed by (id, started_at):
-    # an alert that resolves and fires again has the same id and a new episode. Times are kept
-    # as fixed-width UTC text so that text order is time order.
-
-    _ALERT_COLUMNS = ("id", "started_at", "room", "rule", "subject", "severity", "resolved_at",
-                      "message", "figures_json")
-    _ALERT_SCHEMA = (
-        """CREATE TABLE IF NOT EXISTS alert_episodes (
-            id TEXT NOT NULL, started_at TEXT NOT NULL, room TEXT NOT NULL, rule TEXT NOT NULL,
-            subject TEXT NOT NULL, severity TEXT NOT NULL, resolved_at TEXT, message TEXT,
-            figures_json TEXT, acknowledged_by TEXT, acknowledged_at TEXT, note TEXT,
-            PRIMARY KEY (id, started_at))""",
-        "CREATE INDEX IF NOT EXISTS alert_episodes_room ON alert_episodes (room, started_at)",
-    )
-
-    def _alert_table(self) -> None:
-        if getattr(self, "_alert_table_made", False):
-            return
-        with self._lock, self._transaction() as cur:
-            for statement in self._ALERT_SCHEMA:
-                cur.execute(statement)
-        self._alert_table_made = True
-
-    @staticmethod
-    def _alert_time(value: datetime | str | None, field: str) -> str | None:
-        if value is None:
-            return None
-        return _as_time(value, field).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-    def _alert_row(self, episode: dict[str, Any]) -> tuple[Any, ...]:
-        for name in ("id", "room", "rule", "started_at"):
-            if not episode.get(name):
-                raise StoreError(f"{name}: required in an alert episode")
-        return (
-            str(episode["id"]), self._alert_time(episode["started_at"], "started_at"),
-            str(episode["room"]), str(episode["rule"]), str(episode.get("subject") or ""),
-            str(episode.get("severity") or "warning"),
-            self._alert_time(episode.get("resolved_at"), "resolved_at"),
-            episode.get("message"),
-            json.dumps(episode.get("figures") or {}, separators=(",", ":"), default=str),
-        )
-
-    @staticmethod
-    def _alert_out(row: Sequence[Any]) -> dict[str, Any]:
-        def text(value: str | None) -> str | None:
-            return None if value is None else format_time(parse_time(value, "time"))
-
-        (ident, started, room, rule, subject, severity, resolved, message, figures, by, at,
-         note) = row
-        return {"id": ident, "room": room, "rule": rule, "subject": subject,
-                "severity": severity, "started_at": text(started), "resolved_at": text(resolved),
-                "message": message, "figures": json.loads(figures) if figures else {},
-                "acknowledged_by": by, "acknowledged_at": text(at), "note": note}
-
-    _ALERT_SELECT = ("SELECT id, started_at, room, rule, subject, severity, resolved_at, "
-                     "message, figures_json, acknowledged_by, acknowledged_at, note "
-                     "FROM alert_episodes")
-
-    def save_alert_episodes(self, episodes: Iterable[dict[str, Any]]) -> int:
-        """Insert or update alert episodes keyed by ``(id, started_at)``; idempotent.
-
-        A replayed firing transition never reopens a resolved episode, and acknowledgements
-        are never touched here (they come only from :meth:`acknowledge_alert`).
-
-        Returns:
-            How many episodes were written.
-        """
-        self._alert_table()
-        columns = self._ALERT_COLUMNS
-        updates = ", ".join(
-            f"{c} = COALESCE(excluded.{c}, alert_episodes.{c})" if c == "resolved_at"
-            else f"{c} = excluded.{c}" for c in columns[2:])
-        text = self._sql(
-            f"INSERT INTO alert_episodes ({', '.join(columns)}) "
-            f"VALUES ({', '.join('?' for _ in columns)}) "
-            f"ON CONFLICT (id, started_at) DO UPDATE SET {updates}")
-        written = 0
-        for batch in _batches((self._alert_row(e) for e in episodes), _BATCH_ROWS):
-            with self._lock, self._transaction() as cur:
-                cur.executemany(text, batch)
-            written += len(batch)
-        return written
-
-    def acknowledge_alert(self, room: str, alert_id: str, started_at: datetime | str, by: str,
-                          note: str | None, at: datetime) -> dict[str, Any] | None:
-        """Record who acknowledged an episode, when and why; the first acknowledgement stays.
-
-        Returns:
-            The episode as stored (with the acknowledgement that holds), or None if the store
-            has no such episode in that room.
-        """
-        self._alert_table()
-        key = (alert_id, self._alert_time(started_at, "started_at"))
-        with self._lock, self._transaction() as cur:
-            cur.execute(self._sql(
-                "UPDATE alert_episodes SET acknowledged_by = ?, acknowledged_at = ?, note = ? "
-                "WHERE id = ? AND started_at = ? AND room = ? AND acknowledged_at IS NULL"),
-                (by, self._alert_time(at, "at"), note, *key, room))
-            cur.execute(self._sql(self._ALERT_SELECT + " WHERE id = ? AND started_at = ? "
-                                  "AND room = ?"), (*key, room))
-            row = cur.fetchone()
-        return None if row is None else self._alert_out(row)
-
-    def alert_history(self, room: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
-        """Episodes of a room overlapping ``[start, end)``, oldest first, acknowledgements too."""
-        self._alert_table()
-        rows = self._query(
-            self._ALERT_SELECT + " WHERE room = ? AND started_at < ? "
-            "AND (resolved_at IS NULL OR resolved_at >= ?) ORDER BY started_at, id",
-            (room, self._alert_time(end, "end"), self._alert_time(start, "start")))
-        return [self._alert_out(r) for r in rows]
-
-    # == end of alert episodes ====================================================================
-
-
-def _batches(rows: Iterable[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
-    batch: list[tuple[Any, ...]] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+        return parse_time(row[0], "history_end"), json.loads(row[1])
 
 

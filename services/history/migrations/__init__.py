@@ -1,0 +1,1 @@
+"""Alembic migrations of the history store (``pacesetter db upgrade`` applies them)."""
