@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -27,6 +27,7 @@ from services.contract.settings import Settings
 from services.figures.engine import Engine, Output, Room
 from services.figures.kpis import interval_start
 from services.figures.live import PlanLookup, live_state
+from services.history.sink import HistorySink
 from services.kafka.broker import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,7 @@ FLUSH_SECONDS = 0.1
 # them change again within the second. A live room publishes at every flush.
 CATCH_UP_FLUSH_SECONDS = 1.0
 LIVE_MIN_SECONDS = 0.25
-STORE_CHUNK = 500  # final intervals per store call: a plan look-up waits for one chunk at most
-STORE_BACKLOG = 50_000  # final intervals waiting for the store before publishing waits for it
+STORE_CLOSE_SECONDS = 30.0  # at shutdown, how long to wait for the store to take the queue
 PARTITION_CACHE = 200_000  # message keys whose partition is remembered
 
 
@@ -96,13 +96,12 @@ class StreamWorker:
         self.records_sent: dict[str, float] = {}
         self.live_dirty: set[str] = set()
         self.plan_cache: dict[tuple[str, str, int], tuple[float, dict[str, Any] | None]] = {}
-        # one connection, used from the event loop (plan look-ups) and a thread (the sink)
+        # plan look-ups from the event loop, one at a time
         self.store_lock = threading.Lock()
-        # The history sink runs in one thread of its own, in the order the finals were
-        # published, while the agent goes on applying events.
-        self.store_pending: list[dict[str, Any]] = []
-        self.store_task: asyncio.Future[None] | None = None
-        self.store_executor: ThreadPoolExecutor | None = None
+        # The history sink writes final records and alert episodes from a thread of its own,
+        # in the order they were published, queueing them while the store is down.
+        self.history = (HistorySink(store, Path(settings.data_dir) / "history-spool")
+                        if store is not None else None)
         self.partitioner = DefaultPartitioner()  # what AIOKafkaProducer uses by default
         self.partition_cache: dict[tuple[str, bytes], int] = {}
         self.partition_counts: dict[str, int] = {}
@@ -128,10 +127,8 @@ class StreamWorker:
             finally:
                 await self.producer.stop()
                 self.producer = None
-        await self._store_drained()
-        if self.store_executor is not None:
-            self.store_executor.shutdown(wait=True)
-            self.store_executor = None
+        if self.history is not None:
+            await asyncio.to_thread(self.history.close, STORE_CLOSE_SECONDS)
 
     # ------------------------------------------------------ partition churn
 
@@ -403,8 +400,8 @@ class StreamWorker:
         messages = []
         for kind, key, record in out.records:
             messages.append((key.encode(), orjson.dumps({"kind": kind, "record": record})))
-            if kind == "interval" and record["final"]:
-                finals.append(record)
+            if record.get("final"):
+                finals.append((kind, record))
         if messages:
             await self._send_all(settings.topic_intervals, messages)
         if out.dead_letters:
@@ -412,8 +409,8 @@ class StreamWorker:
             await self._send_all(settings.topic_deadletter, (
                 ((dead.room or "").encode(), orjson.dumps(dead.to_dict(now)))
                 for dead in out.dead_letters))
-        if finals and self.store is not None:
-            await self._store_later(finals)
+        if finals and self.history is not None:
+            self.history.put(finals)
 
     async def _send_all(self, topic: str, messages: Iterable[tuple[bytes, bytes]]) -> None:
         """Queue ``(key, value)`` messages for ``topic`` as one record batch per partition.
@@ -454,39 +451,6 @@ class StreamWorker:
         batch.close()  # complete: the sender takes it without lingering
         self.pending_sends.append(await producer.send_batch(batch, topic, partition=partition))
 
-    # --------------------------------------------------------- history sink
-
-    async def _store_later(self, finals: list[dict[str, Any]]) -> None:
-        """Hand final intervals to the history sink's thread; wait only if it lags far behind."""
-        self.store_pending.extend(finals)
-        if self.store_task is None or self.store_task.done():
-            self.store_task = asyncio.ensure_future(self._store_loop())
-        if len(self.store_pending) > STORE_BACKLOG:
-            await self._store_drained()
-
-    async def _store_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self.store_executor is None:
-            self.store_executor = ThreadPoolExecutor(1, thread_name_prefix="history-store")
-        while self.store_pending:
-            records, self.store_pending = self.store_pending, []
-            await loop.run_in_executor(self.store_executor, self._store_finals, records)
-
-    async def _store_drained(self) -> None:
-        """Wait until every final interval handed to the sink has been written (or refused)."""
-        while self.store_task is not None and not self.store_task.done():
-            await asyncio.shield(self.store_task)
-
-    def _store_finals(self, records: list[dict[str, Any]]) -> None:
-        """The history sink: final interval records into the store (an idempotent upsert)."""
-        for start in range(0, len(records), STORE_CHUNK):
-            chunk = records[start:start + STORE_CHUNK]
-            try:
-                with self.store_lock:
-                    self.store.upsert_intervals(chunk)
-            except Exception as exc:  # noqa: BLE001 - the store can lag; the topic keeps the facts
-                log.warning("history store: %d final intervals not stored (%s)", len(chunk), exc)
-
     async def _publish_live(self, force: bool) -> None:
         producer = self.producer
         if producer is None:
@@ -508,6 +472,8 @@ class StreamWorker:
             state, transitions = live_state(room, book, self._plan_lookup())
             self.pending_sends.append(await producer.send(
                 self.settings.topic_live, orjson.dumps(state), key=name.encode()))
+            if transitions and self.history is not None:
+                self.history.put(("alert", alert) for alert in transitions)
             for alert in transitions:
                 log.info("alert %s %s: %s", alert["state"], alert["id"], alert["message"])
                 self.pending_sends.append(await producer.send(
@@ -526,6 +492,9 @@ class StreamWorker:
             if cached is not None and time.monotonic() - cached[0] < (
                     60 if cached[1] is not None else 10):
                 return cached[1]
+            if self.history is not None and not self.history.available:
+                # the store is down: the stream must not wait for a connection attempt
+                return cached[1] if cached is not None else None
             from services.contract.events import from_us
 
             try:

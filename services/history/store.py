@@ -206,6 +206,10 @@ def _latest_per_key(rows: Iterable[dict[str, Any]], keys: Sequence[str],
     return list(latest.values())
 
 
+def _execute(stmt: Any, rows: list[dict[str, Any]], conn: sa.Connection) -> None:
+    conn.execute(stmt, rows)
+
+
 def _batches(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
     batch: list[Any] = []
     for row in rows:
@@ -342,7 +346,7 @@ class HistoryStore:
             stmt = stmt.on_conflict_do_update(
                 index_elements=list(keys), set_=updates,
                 where=guard(stmt) if guard is not None else None)
-            self._write(lambda conn, s=stmt, b=batch: conn.execute(s, b))
+            self._write(functools.partial(_execute, stmt, batch))
             written += len(batch)
         return written
 

@@ -91,21 +91,6 @@ class FakeEngine:
         return self.outputs.pop(0) if self.outputs else Output()
 
 
-class FakeStore:
-    def __init__(self, fail: bool = False):
-        self.calls: list[list[dict[str, Any]]] = []
-        self.threads: set[str] = set()
-        self.fail = fail
-
-    def upsert_intervals(self, records: list[dict[str, Any]]) -> int:
-        time.sleep(0.01)
-        self.threads.add(threading.current_thread().name)
-        if self.fail:
-            raise RuntimeError("disk full")
-        self.calls.append(list(records))
-        return len(records)
-
-
 def interval(room: str, start: int, final: bool, offered: int) -> tuple[str, str, dict[str, Any]]:
     record = {"room": room, "line": "999", "interval_start": f"2026-11-20T{start:02d}:00:00Z",
               "final": final, "offered": offered}
@@ -233,28 +218,32 @@ async def test_concurrent_flushes_queue_their_records_in_flush_order() -> None:
     assert values == [1, 2]
 
 
-async def test_final_intervals_reach_the_store_in_order_off_the_event_loop() -> None:
-    outputs = [Output([interval("north", hour, True, hour), interval("south", hour, False, 0)])
+async def test_final_records_reach_the_store_in_order_off_the_event_loop(tmp_path) -> None:
+    from services.history.store import HistoryStore
+
+    class Recording(HistoryStore):
+        threads: set[str] = set()
+
+        def upsert_intervals(self, records):  # type: ignore[no-untyped-def]
+            self.threads.add(threading.current_thread().name)
+            return super().upsert_intervals(records)
+
+    outputs = [Output([interval("north", hour, True, hour), interval("south", hour, False, 0),
+                       ("attendance", f"north|grade:immediate|{hour}", {
+                           "room": "north", "grade": "immediate", "final": True, "created": hour,
+                           "interval_start": f"2026-11-20T{hour:02d}:00:00Z"})])
                for hour in range(6)]
-    store = FakeStore()
-    worker = worker_with(outputs, FakeProducer(), store)
+    store = Recording.open(f"sqlite:///{tmp_path / 'h.db'}")
+    worker = StreamWorker(Settings(data_dir=str(tmp_path)), store=store)
+    worker.engine = FakeEngine(outputs)  # type: ignore[assignment]
+    worker.producer = FakeProducer()  # type: ignore[assignment]
     for _ in outputs:
         await worker.flush()
     await worker.stop()  # waits for the sink
-    stored = [r["offered"] for call in store.calls for r in call]
-    assert stored == list(range(6))
-    assert all(r["final"] for call in store.calls for r in call)
-    assert store.threads and threading.main_thread().name not in store.threads
-
-
-async def test_a_failing_store_is_logged_and_the_stream_goes_on(
-        caplog: pytest.LogCaptureFixture) -> None:
-    store = FakeStore(fail=True)
-    worker = worker_with([Output([interval("north", 1, True, 1)])], FakeProducer(), store)
-    with caplog.at_level(logging.WARNING, logger="streams.worker"):
-        await worker.flush()
-        await worker.stop()
-    assert "not stored" in caplog.text
+    assert [r["offered"] for r in store.intervals("north")] == list(range(6))
+    assert store.intervals("south") == []  # never final: never stored
+    assert [r["created"] for r in store.attendance("north")] == list(range(6))
+    assert Recording.threads and threading.main_thread().name not in Recording.threads
 
 
 def test_a_catching_up_room_publishes_its_records_each_second_a_live_one_at_every_flush(
