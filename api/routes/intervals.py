@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -17,17 +17,21 @@ from api.deps import (
     ReadModelDep,
     RoomDep,
     StoreDep,
+    TimeRange,
     TimeRangeDep,
     Viewer,
+    history_unavailable,
 )
-from api.readmodel import merge_by_key
-
-log = logging.getLogger(__name__)
+from api.readmodel import ReadModel, merge_by_key
+from services.history.store import StoreError
 
 router = APIRouter(prefix="/api/v1/rooms/{room}", tags=["intervals"], dependencies=[Viewer],
                    responses=AUTH_RESPONSES)
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "unknown room"}}
+HISTORY: dict[int | str, dict[str, Any]] = {
+    **NOT_FOUND, 503: {"description": "the range reaches back to the history store, and the "
+                                      "store cannot answer now (the message names it)"}}
 Grade = Literal["immediate", "priority", "scheduled", "resolution"]
 
 
@@ -77,7 +81,26 @@ class ResponseCache:
 CACHE = ResponseCache()
 
 
-@router.get("/intervals", summary="Call interval records, oldest first", responses=NOT_FOUND,
+def _with_history(room: str, model: ReadModel, store: Any | None, span: TimeRange,
+                  recent: Callable[[], Records], older: Callable[[Any, datetime], Records],
+                  key: tuple[str, ...], then: str) -> Response:
+    """Recent records from memory, older ones from the history store, merged oldest first.
+
+    Raises:
+        HTTPException: 503 naming the store when the range needs it and it cannot answer.
+    """
+    horizon = model.oldest_interval(room)
+    if store is None or horizon is None or (span.start is not None and span.start >= horizon):
+        return json_records(recent())
+    end = horizon if span.end is None else min(span.end, horizon)
+    try:
+        stored = older(store, end)
+    except StoreError as exc:
+        raise history_unavailable(exc) from None
+    return json_records(merge_by_key(stored, recent(), key, then))
+
+
+@router.get("/intervals", summary="Call interval records, oldest first", responses=HISTORY,
             response_model=Records)
 def intervals(room: RoomDep, model: ReadModelDep, store: StoreDep, span: TimeRangeDep,
               line: LineQuery = None) -> Response:
@@ -94,26 +117,31 @@ def intervals(room: RoomDep, model: ReadModelDep, store: StoreDep, span: TimeRan
             return cached
         return CACHE.put(key, version, json_records(
             model.intervals(room, line, span.start, span.end)))
-    recent = model.intervals(room, line, span.start, span.end)
-    end = horizon if span.end is None else min(span.end, horizon)
-    try:
-        older = store.intervals(room, line=line, start=span.start, end=end)
-    except Exception:  # the store is a convenience here: memory still answers
-        log.exception("history store failed for %s intervals before %s", room, horizon)
-        return json_records(recent)
-    return json_records(merge_by_key(older, recent, ("room", "line", "interval_start")))
+    return _with_history(
+        room, model, store, span, lambda: model.intervals(room, line, span.start, span.end),
+        lambda history, end: history.intervals(room, line=line, start=span.start, end=end),
+        ("room", "line", "interval_start"), "line")
 
 
 @router.get("/attendance", summary="Incident and attendance records per interval and grade",
-            responses=NOT_FOUND, response_model=Records)
-def attendance(room: RoomDep, model: ReadModelDep, span: TimeRangeDep,
+            responses=HISTORY, response_model=Records)
+def attendance(room: RoomDep, model: ReadModelDep, store: StoreDep, span: TimeRangeDep,
                grade: Annotated[Grade | None, Query()] = None) -> Response:
-    """Records by interval of incident creation, oldest first, then by grade."""
-    return json_records(model.attendance(room, grade, span.start, span.end))
+    """Records by interval of incident creation, oldest first, then by grade.
+
+    Recent records come from memory; older ones from the history store.
+    """
+    return _with_history(
+        room, model, store, span, lambda: model.attendance(room, grade, span.start, span.end),
+        lambda history, end: history.attendance(room, span.start, end, grade=grade),
+        ("room", "grade", "interval_start"), "grade")
 
 
 @router.get("/handlers", summary="Handler-state seconds and occupancy per interval",
-            responses=NOT_FOUND, response_model=Records)
-def handlers(room: RoomDep, model: ReadModelDep, span: TimeRangeDep) -> Response:
-    """Handler records, oldest first."""
-    return json_records(model.handlers(room, span.start, span.end))
+            responses=HISTORY, response_model=Records)
+def handlers(room: RoomDep, model: ReadModelDep, store: StoreDep, span: TimeRangeDep) -> Response:
+    """Handler records, oldest first: recent ones from memory, older ones from the store."""
+    return _with_history(
+        room, model, store, span, lambda: model.handlers(room, span.start, span.end),
+        lambda history, end: history.handlers(room, span.start, end),
+        ("room", "interval_start"), "")
