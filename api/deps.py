@@ -5,9 +5,6 @@ from __future__ import annotations
 import contextlib
 import hmac
 import ipaddress
-import logging
-import threading
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -29,7 +26,7 @@ from api.session import (
 )
 from services.contract.events import InvalidEvent, parse_time
 from services.contract.settings import LINE_PATTERN, ApiToken, Settings
-from services.history.store import HistoryStore, StoreError
+from services.history.store import LazyStore, StoreError
 
 ROLE_RANK = {"viewer": 0, "supervisor": 1, "scheduler": 2, "admin": 3}
 TIME_EXAMPLE = "2026-11-21T22:15:00Z"
@@ -51,55 +48,6 @@ def get_read_model(request: Request) -> ReadModel:
 def get_store(request: Request) -> Any | None:
     """The history store the app was given (``services.history.store.HistoryStore``), or None."""
     return request.app.state.store
-
-
-class LazyStore:
-    """The history store, opened on first use and again after a failure to open it.
-
-    The API must start, and serve what memory holds, while the database is down or its schema
-    is behind; a history request then gets a 503 naming the store and the reason, and the
-    store is opened by itself once it can be (a failed open is retried after a few seconds).
-    """
-
-    RETRY_SECONDS = 5.0
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._store: HistoryStore | None = None
-        self._failed_at = 0.0
-        self._error: StoreError | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> HistoryStore:
-        """The open store.
-
-        Raises:
-            StoreError: it cannot be opened now (unreachable, schema behind); the message
-                names the store and the fix.
-        """
-        store = self._store
-        if store is not None:
-            return store
-        with self._lock:
-            if self._store is None:
-                if self._error is not None and \
-                        time.monotonic() - self._failed_at < self.RETRY_SECONDS:
-                    raise self._error
-                try:
-                    self._store = HistoryStore.open(self.url)
-                except StoreError as exc:
-                    self._error, self._failed_at = exc, time.monotonic()
-                    logging.getLogger(__name__).warning("%s", exc)
-                    raise
-            return self._store
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.get(), name)
-
-    def close(self) -> None:
-        """Close the store if it was opened."""
-        if self._store is not None:
-            self._store.close()
 
 
 def open_store(settings: Settings) -> Any | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from services.contract.settings import Settings
-from services.history.store import HistoryStore
+from services.history.store import LazyStore, StoreUnavailable
 from services.kafka.broker import ensure_topics, wait_for_kafka
 from streams import agents
 from streams.app import create_app
@@ -21,9 +21,18 @@ log = logging.getLogger(__name__)
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
-def open_store(settings: Settings) -> HistoryStore:
-    """The history store the worker saves final records to."""
-    return HistoryStore.open(settings.store_url)
+def open_store(settings: Settings) -> LazyStore:
+    """The history store the worker saves final records to.
+
+    A database that cannot be reached does not stop the worker (its sink queues records until
+    the store answers); a schema that is behind does, naming the command that upgrades it.
+    """
+    store = LazyStore(settings.store_url)
+    try:
+        store.get()
+    except StoreUnavailable as exc:
+        log.warning("%s: streaming anyway; final records wait for the store", exc)
+    return store
 
 
 def prepare_topics(settings: Settings) -> None:

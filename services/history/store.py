@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,7 +32,7 @@ from services.history.database import (
 )
 
 __all__ = [
-    "INTERVAL_SECONDS", "PLAN_FIELDS", "HistoryStore", "IntervalSink", "SchemaBehind",
+    "INTERVAL_SECONDS", "PLAN_FIELDS", "HistoryStore", "IntervalSink", "LazyStore", "SchemaBehind",
     "StoreError", "StoreUnavailable", "interval_floor",
 ]
 
@@ -601,3 +602,52 @@ class HistoryStore:
         return parse_time(row[0], "history_end"), json.loads(row[1])
 
 
+class LazyStore:
+    """The history store, opened on first use and again after a failure to open it.
+
+    The API must start, and serve what memory holds, while the database is down or its schema
+    is behind; a history request then gets a 503 naming the store and the reason, and the
+    store is opened by itself once it can be (a failed open is retried after a few seconds).
+    """
+
+    RETRY_SECONDS = 5.0
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._store: HistoryStore | None = None
+        self._failed_at = 0.0
+        self._error: StoreError | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> HistoryStore:
+        """The open store.
+
+        Raises:
+            StoreError: it cannot be opened now (unreachable, schema behind); the message
+                names the store and the fix.
+        """
+        store = self._store
+        if store is not None:
+            return store
+        with self._lock:
+            if self._store is None:
+                if self._error is not None and \
+                        time.monotonic() - self._failed_at < self.RETRY_SECONDS:
+                    raise self._error
+                try:
+                    self._store = HistoryStore.open(self.url)
+                except StoreError as exc:
+                    self._error, self._failed_at = exc, time.monotonic()
+                    logger.warning("%s", exc)
+                    raise
+            return self._store
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or not hasattr(HistoryStore, name):
+            raise AttributeError(name)  # hasattr() must not need the database
+        return getattr(self.get(), name)
+
+    def close(self) -> None:
+        """Close the store if it was opened."""
+        if self._store is not None:
+            self._store.close()
