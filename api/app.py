@@ -31,6 +31,7 @@ from api.routes import (
     stream,
 )
 from api.session import RefuseTokensInLinks, SessionSigner
+from services.contract.privacy import install_log_redaction
 from services.contract.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def create_app(settings: Settings, read_model: ReadModel | None = None,
         store: the history store (``services.history.store.HistoryStore``) for forecasts, staffing
             plans and intervals older than the read model holds; None for none.
     """
+    install_log_redaction()  # an API served without the CLI (uvicorn api.app:…) too
     model = read_model if read_model is not None else ReadModel(settings)
     owned = read_model is None
 

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from services.contract.errors import PacesetterError
+from services.contract.privacy import install_log_redaction
 
 # Each module registers its subcommands; they are imported lazily at parse time so that
 # `pacesetter validate` does not pay for importing Faust, FastAPI or Prophet.
@@ -44,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else os.environ.get("PACESETTER_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    install_log_redaction()
     if not args.verbose:
         for noisy in ("kafka", "aiokafka", "alembic"):
             logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -407,8 +407,8 @@ class StreamWorker:
         if out.dead_letters:
             now = self.clock()
             await self._send_all(settings.topic_deadletter, (
-                ((dead.room or "").encode(), orjson.dumps(dead.to_dict(now)))
-                for dead in out.dead_letters))
+                ((value["room"] or "").encode(), orjson.dumps(value))
+                for value in (dead.to_dict(now) for dead in out.dead_letters)))
         if finals and self.history is not None:
             self.history.put(finals)
 

@@ -16,15 +16,18 @@ import msgspec
 import orjson
 
 from services.contract.errors import PacesetterError
+from services.contract.privacy import PHONE_RE
 
 VERSION = 1
-ROOM_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
-LINE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}\Z")
+# Rooms and lines are names shown everywhere: one with 9 or more digits could be a caller's
+# phone number (privacy.py), so none is accepted.
+_NOT_A_NUMBER = r"(?!(?:[^0-9]*[0-9]){9})"
+ROOM_RE = re.compile(r"^" + _NOT_A_NUMBER + r"[a-z0-9][a-z0-9_-]{0,63}\Z")
+LINE_RE = re.compile(r"^" + _NOT_A_NUMBER + r"[a-z0-9][a-z0-9_-]{0,31}\Z")
 TIME_RE = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})\Z"
 )
 # Something that looks like a raw phone number: digits with the usual separators.
-PHONE_RE = re.compile(r"^\+?[\d\s().-]{7,}\Z")
 
 OUTCOMES = frozenset({"resolved", "incident", "advice", "referred", "transferred", "unresolved"})
 GRADES = frozenset({"immediate", "priority", "scheduled", "resolution"})
@@ -303,6 +306,10 @@ def _kind(value: Any) -> str:
     )
 
 
+def _digit_count(value: Any) -> int:
+    return sum(c.isdigit() for c in value) if isinstance(value, str) else 0
+
+
 def _text(obj: dict[str, Any], name: str, max_len: int = 128) -> str:
     value = obj[name]
     if not isinstance(value, str):
@@ -340,7 +347,9 @@ def parse_event(obj: Any, now_us: int | None = None, max_future_seconds: float =
     room = obj["room"]
     if not isinstance(room, str) or not ROOM_RE.match(room):
         raise InvalidEvent(
-            "room", f"{room!r} must be lower-case letters, digits, '-' or '_' (1-64, e.g. 'north')"
+            "room", "must be lower-case letters, digits, '-' or '_' (1-64, at most 8 digits: "
+            f"not a phone number), e.g. 'north'; got {room!r}",
+            reason="raw_phone_number" if _digit_count(room) >= 9 else "invalid",
         )
     at_text = obj["at"]
     at = parse_time(at_text)
@@ -376,7 +385,9 @@ def _field(obj: dict[str, Any], name: str) -> Any:
     if name == "line":
         if not isinstance(value, str) or not LINE_RE.match(value):
             raise InvalidEvent(
-                "line", f"{value!r} must be like '999', '101' or 'online' ({LINE_RE.pattern})"
+                "line", f"{value!r} must be like '999', '101' or 'online' (lower-case letters, "
+                "digits, '-' or '_', at most 8 digits: not a phone number)",
+                reason="raw_phone_number" if _digit_count(value) >= 9 else "invalid",
             )
         return value
     if name == "caller":

@@ -22,6 +22,7 @@ from services.contract.events import (
     decode_message,
     parse_event,
 )
+from services.contract.privacy import redact, redact_text
 from services.contract.settings import Settings
 from services.figures.calls import CallBook, Child, LineFigures
 from services.figures.config import Config
@@ -36,7 +37,6 @@ from services.figures.kpis import (
     interval_start,
     iso,
 )
-from services.kafka.ingest import redact
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,11 @@ class DeadLetter:
         """The dead-letter message value (TOPICS.md)."""
         return {
             "reason": self.reason,
-            "error": self.error,
-            "room": self.room,
-            "event_id": self.event_id,
-            "type": self.type,
+            # any field may hold what the sender put there: a phone number in an id, say
+            "error": redact_text(self.error),
+            "room": redact_text(self.room),
+            "event_id": redact_text(self.event_id),
+            "type": redact_text(self.type),
             "raw": redact(self.raw).decode("utf-8", "replace"),
             "source": self.source,
             "rejected_at": iso(rejected_at_us),

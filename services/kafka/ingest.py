@@ -15,6 +15,7 @@ import orjson
 
 from services.contract.errors import PacesetterError
 from services.contract.events import Event, InvalidEvent, encode_batch, iter_jsonl, parse_event
+from services.contract.privacy import redact
 
 log = logging.getLogger(__name__)
 
@@ -102,22 +103,6 @@ def check_lines(
             continue
         seen.add(key)
         yield LineResult(number, raw, event=event)
-
-
-def redact(raw: bytes) -> bytes:
-    """The line with a raw-looking phone number in ``caller`` replaced: nothing leaks on."""
-    from services.contract.events import PHONE_RE
-
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw
-    if isinstance(obj, dict) and isinstance(obj.get("caller"), str) and PHONE_RE.match(
-        obj["caller"]
-    ):
-        obj["caller"] = "[redacted]"
-        return orjson.dumps(obj)
-    return raw
 
 
 def validate_file(
