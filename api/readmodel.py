@@ -29,7 +29,8 @@ from services.contract.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: How far back (in event time, from a room's newest record) intervals stay in memory.
+#: How far back (in event time, from a room's newest record) intervals stay in memory by default
+#: (``PACESETTER_READ_MODEL_DAYS``).
 DEFAULT_RETENTION = timedelta(days=8)
 #: How long a subscriber's queue may grow before it is cut off (the browser reconnects).
 SUBSCRIBER_QUEUE = 2000
@@ -89,9 +90,10 @@ class ReadModel:
     copies, safe to serialise while the consumer keeps applying messages.
     """
 
-    def __init__(self, settings: Settings, retention: timedelta = DEFAULT_RETENTION) -> None:
+    def __init__(self, settings: Settings, retention: timedelta | None = None) -> None:
         self.settings = settings
-        self.retention = retention
+        self.retention = (retention if retention is not None
+                          else timedelta(days=settings.read_model_days))
         self.topics = (settings.topic_intervals, settings.topic_live, settings.topic_alerts)
         self._lock = threading.RLock()
         self._t = _Tables()
@@ -108,6 +110,7 @@ class ReadModel:
         #: Where alert episodes go as transitions arrive (the store's save_alert_episodes).
         self.episode_sink: Callable[[list[dict[str, Any]]], Any] | None = None
         self._pending_episodes: dict[tuple[str, str], dict[str, Any]] = {}
+        self._since_ms = 0  # records published before this are not read (see _seek_horizon)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -194,7 +197,7 @@ class ReadModel:
         try:
             await loop.run_in_executor(None, lambda: ensure_topics(
                 self.settings.bootstrap_servers, list(self.topics), self.settings.partitions,
-                self.settings.replication_factor))
+                self.settings.replication_factor, self.settings.output_topic_configs()))
         except Exception as exc:  # noqa: BLE001 - may lack admin rights: wait for the worker
             log.info("read model could not create topics (%s); waiting for them", exc)
 
@@ -226,7 +229,7 @@ class ReadModel:
                 found = await self._partitions(consumer, topic)
                 partitions += [TopicPartition(topic, p) for p in sorted(found)]
             consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
+            await self._seek_horizon(consumer, partitions)
             targets = await asyncio.wait_for(consumer.end_offsets(partitions), 15)
             with self._lock:
                 self._t = _Tables()  # a fresh start: everything comes from the topics again
@@ -242,9 +245,13 @@ class ReadModel:
                 except OffsetOutOfRangeError:
                     log.warning("read model: topics were truncated or recreated; rebuilding")
                     return
+                since_ms = self._since_ms
                 for records in batch.values():
                     for msg in records:
-                        self._apply_message(msg.topic, msg.value)
+                        # a broker may find offsets by time per record batch (tansu does):
+                        # records of a batch published before the horizon are skipped here
+                        if msg.timestamp is None or msg.timestamp >= since_ms:
+                            self._apply_message(msg.topic, msg.value)
                 if self._pending_episodes:
                     await asyncio.get_running_loop().run_in_executor(None, self.flush_episodes)
                 if pending:
@@ -283,6 +290,28 @@ class ReadModel:
             # cancelled): swallowing only Exception here killed the read model's thread.
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await asyncio.wait_for(consumer.stop(), 5)
+
+    async def _seek_horizon(self, consumer: Any, partitions: list[Any]) -> None:
+        """Start each partition at the first record published within the read model's horizon.
+
+        Older records are in the history store: reading them at every start made start-up
+        slower every week. A broker that cannot look offsets up by time is read from the start.
+        """
+        since_ms = int(time.time() * 1000) - int(self.retention.total_seconds() * 1000)
+        self._since_ms = since_ms
+        try:
+            found = await asyncio.wait_for(
+                consumer.offsets_for_times(dict.fromkeys(partitions, since_ms)), 15)
+        except Exception as exc:  # noqa: BLE001 - correctness first: read everything
+            log.warning("read model: cannot look offsets up by time (%s): reading from the start",
+                        exc)
+            await consumer.seek_to_beginning(*partitions)
+            return
+        ends = await asyncio.wait_for(consumer.end_offsets(partitions), 15)
+        for tp in partitions:
+            stamp = found.get(tp)
+            # None: every record is older than the horizon
+            consumer.seek(tp, stamp.offset if stamp is not None else ends[tp])
 
     async def _partitions(self, consumer: Any, topic: str) -> set[int]:
         deadline = time.monotonic() + 30

@@ -44,6 +44,7 @@ def prepare_topics(settings: Settings) -> None:
          settings.topic_alerts, settings.topic_deadletter],
         settings.partitions,
         settings.replication_factor,
+        settings.output_topic_configs(),
     )
 
 

@@ -246,7 +246,8 @@ class StreamWorker:
             ensure_topics(settings.bootstrap_servers,
                           [settings.topic_events, settings.topic_intervals, settings.topic_live,
                            settings.topic_alerts, settings.topic_deadletter],
-                          settings.partitions, settings.replication_factor)
+                          settings.partitions, settings.replication_factor,
+                          settings.output_topic_configs())
         except Exception as exc:  # noqa: BLE001 - the rebuild reports the outage if it persists
             log.warning("could not check the topics at %s: %s", settings.bootstrap_servers, exc)
 

@@ -13,12 +13,16 @@ day_ms=86400000
 topic() {  # name, then topic configs as key=value
   local name="$1"
   shift
-  local args=()
-  for config in "$@"; do args+=(--config "$config"); done
+  local args=() alter=()
+  for config in "$@"; do
+    args+=(--config "$config")
+    # kafka-configs.sh separates configs with commas: a list value goes in brackets
+    if [[ "${config#*=}" == *,* ]]; then alter+=("${config%%=*}=[${config#*=}]"); else alter+=("$config"); fi
+  done
   "$bin/kafka-topics.sh" --bootstrap-server "$bootstrap" --create --if-not-exists \
     --topic "$name" --partitions "$partitions" --replication-factor "$replicas" "${args[@]}"
   "$bin/kafka-configs.sh" --bootstrap-server "$bootstrap" --alter --entity-type topics \
-    --entity-name "$name" --add-config "$(IFS=,; echo "$*")"
+    --entity-name "$name" --add-config "$(IFS=,; echo "${alter[*]}")"
 }
 
 # Workers rebuild their state from the events after a restart, and a call is a repeat contact
@@ -28,10 +32,15 @@ topic "${PACESETTER_TOPIC_EVENTS:-pacesetter.events}" \
 
 # Facts keyed by identity: the newest record per key is the truth. Hourly segments let the
 # cleaner compact soon, so an API replica starting up reads one record per key, not every update.
+# Keys are unique per interval or alert, so compaction alone would keep them all for ever: they
+# are also deleted after the API's horizon (PACESETTER_READ_MODEL_DAYS, 8) and 2 days more. The
+# API reads only that horizon at start; older records are in the history store.
+output_days=$(( ${PACESETTER_READ_MODEL_DAYS:-8} + 2 ))
 for name in "${PACESETTER_TOPIC_INTERVALS:-pacesetter.intervals}" \
             "${PACESETTER_TOPIC_LIVE:-pacesetter.live}" \
             "${PACESETTER_TOPIC_ALERTS:-pacesetter.alerts}"; do
-  topic "$name" cleanup.policy=compact segment.ms=3600000 min.cleanable.dirty.ratio=0.1
+  topic "$name" cleanup.policy=compact,delete "retention.ms=$((output_days * day_ms))" \
+    segment.ms=3600000 min.cleanable.dirty.ratio=0.1
 done
 
 # Long enough to notice, fix the feed and replay the rejected events.

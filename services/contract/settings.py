@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     session_key: SecretStr | None = None
     session_seconds: float = Field(default=12 * 3600.0, ge=60, le=7 * 86400.0)
     store_url: str = "sqlite:///data/pacesetter.db"
+    # Days of records the API keeps in memory (older ones come from the store); the output
+    # topics keep two days more (``output_retention_ms``), the API reads only this many.
+    read_model_days: int = Field(default=8, ge=1, le=366)
     caller_key: SecretStr | None = None
     worker_id: str = "pacesetter-worker"
     data_dir: str = "data"
@@ -138,6 +141,22 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 32 characters (e.g. the output of "
                              "'python -c \"import secrets; print(secrets.token_hex(32))\"')")
         return value
+
+    @property
+    def output_retention_ms(self) -> int:
+        """Retention of the intervals, live and alerts topics: the API's days and 2 days more.
+
+        A record published longer ago than that is in the history store (intervals, attendance,
+        handlers, alert episodes) or superseded (live states); the margin covers an API that
+        starts while a worker is rebuilding.
+        """
+        return (self.read_model_days + 2) * 86_400_000
+
+    def output_topic_configs(self) -> dict[str, dict[str, str]]:
+        """Topic configs of the output topics: compacted, and bounded in time."""
+        config = {"cleanup.policy": "compact,delete", "retention.ms": str(self.output_retention_ms),
+                  "segment.ms": "3600000", "min.cleanable.dirty.ratio": "0.1"}
+        return {t: dict(config) for t in (self.topic_intervals, self.topic_live, self.topic_alerts)}
 
     def profile(self, line: str) -> LineProfile:
         """The profile of ``line``: configured, else the well-known default, else the default."""

@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 
 from services.contract.errors import PacesetterError
@@ -85,9 +85,13 @@ def wait_for_kafka(bootstrap: str, timeout_seconds: float = 30.0) -> None:
 
 
 def ensure_topics(
-    bootstrap: str, topics: Sequence[str], partitions: int, replication_factor: int = 1
+    bootstrap: str, topics: Sequence[str], partitions: int, replication_factor: int = 1,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[str]:
-    """Create the missing topics; return the names created."""
+    """Create the missing topics, with their ``configs`` (topic -> config); return those created.
+
+    Existing topics keep their configs: ``deploy/kafka/create-topics.sh`` re-applies them.
+    """
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
@@ -101,7 +105,8 @@ def ensure_topics(
             try:
                 admin.create_topics([
                     NewTopic(topic, num_partitions=partitions,
-                             replication_factor=replication_factor)
+                             replication_factor=replication_factor,
+                             topic_configs=dict((configs or {}).get(topic, {})))
                 ])
                 created.append(topic)
             except TopicAlreadyExistsError:

@@ -135,8 +135,13 @@ def test_topic_script_creates_every_topic_with_its_partitions_and_retention(tmp_
     day_ms = 86_400_000
     assert f"retention.ms={14 * day_ms}" in created["pacesetter.events"]
     assert f"retention.ms={30 * day_ms}" in created["pacesetter.deadletter"]
+    altered = {re.search(r"--entity-name (\S+)", line).group(1): line
+               for line in log.read_text().splitlines() if line.startswith("kafka-configs.sh")}
     for topic in ("pacesetter.intervals", "pacesetter.live", "pacesetter.alerts"):
-        assert "cleanup.policy=compact" in created[topic]
+        # bounded: the API's 8 days of records and 2 days more, then deleted
+        assert "cleanup.policy=compact,delete" in created[topic]
+        assert f"retention.ms={10 * day_ms}" in created[topic]
+        assert "cleanup.policy=[compact,delete]" in altered[topic]
 
 
 def test_image_is_multi_stage_and_runs_as_a_non_root_user():
