@@ -1,9 +1,10 @@
 """Every benchmark, one after another, and the issue's goals beside what was measured.
 
-Runs bench_simulator.py, bench_stream.py, bench_api.py, bench_forecast.py, bench_import.py and
-bench_rooms.py as child processes (one at a time: they would skew each other), takes the last
-JSON object each prints, and prints one combined JSON object: ``{"stream", "api", "forecast",
-"simulator", "import", "rooms", "machine", "goals"}``.
+Runs bench_simulator.py, bench_stream.py, bench_api.py, bench_forecast.py, bench_import.py,
+bench_rooms.py and bench_history.py as child processes (one at a time: they would skew each
+other), takes the last JSON object each prints, and prints one combined JSON object:
+``{"stream", "api", "forecast", "simulator", "import", "rooms", "history", "machine",
+"goals"}``.
 A benchmark that is missing, fails or times out is reported as ``{"error": ...}``; the rest
 still run. ``make bench`` runs this. Run: `.venv/bin/python benchmarks/run_all.py [--quick]`.
 """
@@ -35,6 +36,7 @@ BENCHMARKS: dict[str, tuple[str, tuple[float, float], list[tuple[str, str | None
     "forecast": ("bench_forecast.py", (3600, 1800), [("--skip-cold", None)]),
     "import": ("bench_import.py", (1800, 600), [("--rows", "200000")]),
     "rooms": ("bench_rooms.py", (900, 450), []),
+    "history": ("bench_history.py", (1200, 600), []),
 }
 
 
@@ -188,6 +190,15 @@ def goals(results: dict[str, Any], quick: bool) -> dict[str, Any]:
             p99 is not None and p99 < 50 and rate == 500,
             f"api.latency.{endpoint}.p99_ms",
             None if rate in (None, 500) else f"measured at {rate} requests/s, not 500")
+    history = results.get("history") or {}
+    for database in ("sqlite", "postgresql"):
+        for endpoint in ("intervals", "attendance"):
+            p99 = dig(history, "latency", database, endpoint, "p99_ms")
+            out[f"history_{endpoint}_{database}"] = goal(
+                f"history: p99 of a month of /{endpoint} from the store at 50 requests/s "
+                f"({database})", p99, "ms", p99 is not None,
+                f"history.latency.{database}.{endpoint}.p99_ms",
+                "measured, no target set; per line/grade and uncached figures beside it")
     rss = dig(stream, "national_memory", "peak_rss_mb")
     days_note = None
     what = str(dig(stream, "national_memory", "what") or "")
@@ -234,6 +245,7 @@ def main() -> None:
     combined = {"stream": results["stream"], "api": results["api"],
                 "forecast": results["forecast"], "simulator": results["simulator"],
                 "import": results["import"], "rooms": results["rooms"],
+                "history": results["history"],
                 "machine": machine, "goals": goals(results, args.quick)}
     print(json.dumps(combined, indent=2, ensure_ascii=False))
 

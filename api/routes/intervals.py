@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -22,7 +22,8 @@ from api.deps import (
     Viewer,
     history_unavailable,
 )
-from api.readmodel import ReadModel, merge_by_key
+from api.readmodel import ReadModel
+from services.contract.events import format_time
 from services.history.store import StoreError
 
 router = APIRouter(prefix="/api/v1/rooms/{room}", tags=["intervals"], dependencies=[Viewer],
@@ -81,10 +82,53 @@ class ResponseCache:
 CACHE = ResponseCache()
 
 
+class StoredCache:
+    """Recent answers of the history store, kept ``ttl`` seconds, at most ``max_bytes`` in all.
+
+    Records older than the read model's horizon are final: they change only when a late
+    correction arrives, so a report or dashboard asking for the same month again and again
+    is answered without the database for a while.
+    """
+
+    def __init__(self, ttl: float = 30.0, max_bytes: int = 128 << 20) -> None:
+        self.ttl = ttl
+        self.max_bytes = max_bytes
+        self.entries: OrderedDict[Hashable, tuple[float, bytes]] = OrderedDict()
+        self.size = 0
+        self.lock = threading.Lock()
+
+    def get(self, key: Hashable, load: Callable[[], list[str]]) -> bytes:
+        """The records of ``key`` as comma-separated JSON texts, loaded when missing or old."""
+        now = time.monotonic()
+        with self.lock:
+            found = self.entries.get(key)
+            if found is not None and found[0] > now:
+                self.entries.move_to_end(key)
+                return found[1]
+        body = ",".join(load()).encode()
+        with self.lock:
+            old = self.entries.pop(key, None)
+            if old is not None:
+                self.size -= len(old[1])
+            if len(body) <= self.max_bytes // 4:
+                self.entries[key] = (now + self.ttl, body)
+                self.size += len(body)
+                while self.size > self.max_bytes:
+                    _key, (_expires, dropped) = self.entries.popitem(last=False)
+                    self.size -= len(dropped)
+        return body
+
+
+STORED = StoredCache()
+
+
 def _with_history(room: str, model: ReadModel, store: Any | None, span: TimeRange,
-                  recent: Callable[[], Records], older: Callable[[Any, datetime], Records],
-                  key: tuple[str, ...], then: str) -> Response:
-    """Recent records from memory, older ones from the history store, merged oldest first.
+                  recent: Callable[[], Records], kind: str, sub: str | None) -> Response:
+    """Recent records from memory, older ones from the history store, oldest first.
+
+    The store answers ``[start, horizon)`` and memory ``[horizon, end)``: records before the
+    read model's horizon are final, and the store has them. The store's JSON texts are sent as
+    stored, without decoding (a month is thousands of records).
 
     Raises:
         HTTPException: 503 naming the store when the range needs it and it cannot answer.
@@ -94,10 +138,15 @@ def _with_history(room: str, model: ReadModel, store: Any | None, span: TimeRang
         return json_records(recent())
     end = horizon if span.end is None else min(span.end, horizon)
     try:
-        stored = older(store, end)
+        stored = STORED.get(
+            (id(store), kind, room, sub, span.start, end),
+            lambda: store.record_texts(kind, room, span.start, end, sub=sub))
     except StoreError as exc:
         raise history_unavailable(exc) from None
-    return json_records(merge_by_key(stored, recent(), key, then))
+    cut = format_time(horizon)
+    memory = orjson.dumps([r for r in recent() if r["interval_start"] >= cut])[1:-1]
+    return Response(b"[" + stored + (b"," if stored and memory else b"") + memory + b"]",
+                    media_type="application/json")
 
 
 @router.get("/intervals", summary="Call interval records, oldest first", responses=HISTORY,
@@ -117,10 +166,9 @@ def intervals(room: RoomDep, model: ReadModelDep, store: StoreDep, span: TimeRan
             return cached
         return CACHE.put(key, version, json_records(
             model.intervals(room, line, span.start, span.end)))
-    return _with_history(
-        room, model, store, span, lambda: model.intervals(room, line, span.start, span.end),
-        lambda history, end: history.intervals(room, line=line, start=span.start, end=end),
-        ("room", "line", "interval_start"), "line")
+    return _with_history(room, model, store, span,
+                         lambda: model.intervals(room, line, span.start, span.end),
+                         "interval", line)
 
 
 @router.get("/attendance", summary="Incident and attendance records per interval and grade",
@@ -131,17 +179,14 @@ def attendance(room: RoomDep, model: ReadModelDep, store: StoreDep, span: TimeRa
 
     Recent records come from memory; older ones from the history store.
     """
-    return _with_history(
-        room, model, store, span, lambda: model.attendance(room, grade, span.start, span.end),
-        lambda history, end: history.attendance(room, span.start, end, grade=grade),
-        ("room", "grade", "interval_start"), "grade")
+    return _with_history(room, model, store, span,
+                         lambda: model.attendance(room, grade, span.start, span.end),
+                         "attendance", grade)
 
 
 @router.get("/handlers", summary="Handler-state seconds and occupancy per interval",
             responses=HISTORY, response_model=Records)
 def handlers(room: RoomDep, model: ReadModelDep, store: StoreDep, span: TimeRangeDep) -> Response:
     """Handler records, oldest first: recent ones from memory, older ones from the store."""
-    return _with_history(
-        room, model, store, span, lambda: model.handlers(room, span.start, span.end),
-        lambda history, end: history.handlers(room, span.start, end),
-        ("room", "interval_start"), "")
+    return _with_history(room, model, store, span,
+                         lambda: model.handlers(room, span.start, span.end), "handlers", None)

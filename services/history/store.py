@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from services.contract.errors import PacesetterError
@@ -113,6 +114,14 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str)
 
 
+def _record_json(record: dict[str, Any]) -> str:
+    """A record's JSON, its fields in the order they came (the API serves it undecoded)."""
+    try:
+        return orjson.dumps(record).decode()
+    except TypeError:  # a value orjson cannot encode (an import's numpy number): as before
+        return _json(record)
+
+
 def _record_row(record: Any, kind: str, keys: Sequence[str], now_text: str) -> dict[str, Any]:
     """The common columns of a per-interval record: its keys, start, final flag and JSON."""
     if not isinstance(record, dict):
@@ -127,7 +136,7 @@ def _record_row(record: Any, kind: str, keys: Sequence[str], now_text: str) -> d
     stored["final"] = bool(record.get("final", False))
     row = {name: stored[name] for name in keys}
     row.update(interval_start=stored["interval_start"], final=int(stored["final"]),
-               record_json=_json(stored), updated_at=now_text)
+               record_json=_record_json(stored), updated_at=now_text)
     return row
 
 
@@ -488,6 +497,31 @@ class HistoryStore:
         table = schema.handlers
         rows = (_record_row(r, "a handler", ("room",), now_text) for r in records)
         return self._upsert(table, rows, ("room", "interval_start"), self._final_guard(table))
+
+    def record_texts(self, kind: str, room: str, start: datetime | str | None = None,
+                     end: datetime | str | None = None, *,
+                     sub: str | None = None) -> list[str]:
+        """The JSON texts of stored records, oldest first: what the API serves without decoding.
+
+        Args:
+            kind: ``interval``, ``attendance`` or ``handlers``.
+            room: the room.
+            start: inclusive lower bound of ``interval_start``, or None.
+            end: exclusive upper bound, or None.
+            sub: one line (intervals) or grade (attendance), or None for all.
+        """
+        table, column = {"interval": (schema.intervals, "line"),
+                         "attendance": (schema.attendance, "grade"),
+                         "handlers": (schema.handlers, None)}[kind]
+        where = [table.c.room == room, *_window(table, start, end)]
+        order = [table.c.interval_start]
+        if column is not None:
+            order.append(table.c[column])
+            if sub is not None:
+                where.append(table.c[column] == sub)
+        query = sa.select(table.c.record_json).where(*where).order_by(*order)
+        texts: list[str] = self._read(lambda conn: conn.execute(query).scalars().all())
+        return texts
 
     def handlers(self, room: str, start: datetime | str | None = None,
                  end: datetime | str | None = None) -> list[dict[str, Any]]:
