@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api.acknowledgements import AcknowledgementPoller
 from api.metrics import build_registry
+from api.planning import Planner, plan_with_store
 from api.readmodel import ReadModel
 from api.routes import (
     alerts,
@@ -23,6 +24,7 @@ from api.routes import (
     intervals,
     metrics,
     overview,
+    plans,
     reports,
     reports_page,
     rooms,
@@ -92,6 +94,7 @@ def create_app(settings: Settings, read_model: ReadModel | None = None,
     app.state.settings = settings
     app.state.read_model = model
     app.state.store = store
+    app.state.planner = Planner(plan_with_store(store, settings))
     app.state.registry = build_registry(model)
     app.state.sessions = SessionSigner(settings)
     if app.state.sessions.ephemeral and settings.tokens():
@@ -108,7 +111,7 @@ def create_app(settings: Settings, read_model: ReadModel | None = None,
                             status_code=422)
 
     for module in (health, metrics, rooms, overview, intervals, alerts, forecasts, staffing,
-                   stream, session, dashboard, reports, reports_page):
+                   plans, stream, session, dashboard, reports, reports_page):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
     app.add_middleware(RefuseTokensInLinks)

@@ -1,12 +1,21 @@
-"""Demand forecasts per interval (``forecasting.service``, imported on first use)."""
+"""Demand forecasts per interval, as the planner saved them (never fitted in a request)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from api.deps import AUTH_RESPONSES, LINE_PATTERN, AwareTime, RoomDep, SettingsDep, StoreDep, Viewer
+from api.deps import (
+    AUTH_RESPONSES,
+    LINE_PATTERN,
+    AwareTime,
+    RoomDep,
+    StoreDep,
+    Viewer,
+    history_unavailable,
+)
 from services.contract.errors import PacesetterError
 
 router = APIRouter(prefix="/api/v1/rooms/{room}", tags=["forecasts"], dependencies=[Viewer],
@@ -23,11 +32,14 @@ def no_store() -> HTTPException:
 
 
 def domain_error(exc: PacesetterError) -> HTTPException:
-    """422 for a bad request value (``ForecastInputError``), else 409: not enough history yet."""
-    from forecasting.service import ForecastInputError
+    """422 for a bad request value, 503 when the store cannot answer, else 409: no plan yet."""
+    from forecasting.stored import StoredInputError
+    from services.history.store import StoreError
 
-    if isinstance(exc, ForecastInputError):
+    if isinstance(exc, StoredInputError):
         return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc))
+    if isinstance(exc, StoreError):
+        return history_unavailable(exc)
     return HTTPException(status.HTTP_409_CONFLICT, str(exc))
 
 
@@ -35,20 +47,23 @@ def domain_error(exc: PacesetterError) -> HTTPException:
     "/forecast",
     summary="Forecast per interval: calls (with a prediction interval) and AHT",
     responses={404: {"description": "unknown room"},
-               409: {"description": "not enough history to forecast yet"},
+               409: {"description": "no saved forecast yet: the planner makes them"},
                503: {"description": "no history store"}},
 )
-def forecast(room: RoomDep, settings: SettingsDep, store: StoreDep, line: LineRequired,
+def forecast(room: RoomDep, store: StoreDep, line: LineRequired,
              start: Annotated[AwareTime | None, Query(
                  description="first interval, on a quarter hour; default local midnight today",
              )] = None,
              days: Days = 1) -> list[dict[str, Any]]:
-    """Forecast of ``days`` days of 15-minute intervals from ``start``."""
-    from forecasting import service
+    """The saved forecast of ``days`` local days of 15-minute intervals from ``start``.
+
+    Plans (with their forecasts) are made by the planner, never in a request.
+    """
+    from forecasting.stored import stored_forecast
 
     if store is None:
         raise no_store()
     try:
-        return service.forecast(store, settings, room, line, start, days)
+        return stored_forecast(store, room, line, start, days, datetime.now(UTC))
     except PacesetterError as exc:
         raise domain_error(exc) from None

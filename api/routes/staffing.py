@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, status
 from fastapi.responses import Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from api.deps import AUTH_RESPONSES, RoomDep, Scheduler, SettingsDep, StoreDep
+from api.deps import AUTH_RESPONSES, RoomDep, Scheduler, StoreDep
 from api.routes.forecasts import LineRequired, domain_error, no_store
 from services.contract.errors import PacesetterError
 
@@ -24,30 +24,36 @@ router = APIRouter(prefix="/api/v1", tags=["staffing"], dependencies=[Scheduler]
     summary="Staffing plan per interval for a local date (JSON, or CSV)",
     responses={200: {"content": {"text/csv": {}}},
                404: {"description": "unknown room"},
-               409: {"description": "not enough history for a plan yet"},
+               409: {"description": "no saved plan for that date yet: the planner makes them"},
                503: {"description": "no history store"}},
 )
 def staffing(
-    room: RoomDep, settings: SettingsDep, store: StoreDep, line: LineRequired,
+    room: RoomDep, store: StoreDep, line: LineRequired,
     day: Annotated[date | None, Query(alias="date", description="local date (Europe/London); "
                                       "default today")] = None,
     output: Annotated[Literal["json", "csv"] | None, Query(alias="format")] = None,
     accept: Annotated[str | None, Header()] = None,
 ) -> Any:
-    """The plan per interval; CSV with ``Accept: text/csv`` or ``?format=csv``."""
-    from forecasting import service
+    """The saved plan per interval; CSV with ``Accept: text/csv`` or ``?format=csv``.
+
+    Plans are made by the planner, never in a request: browsing must not change the plan the
+    worker's alerts compare against.
+    """
+    from forecasting.stored import stored_plan
 
     if store is None:
         raise no_store()
     local_day = day if day is not None else datetime.now(LONDON).date()
     try:
-        rows = service.staffing_plan(store, settings, room, line, local_day)
+        rows = stored_plan(store, room, line, local_day)
     except PacesetterError as exc:
         raise domain_error(exc) from None
     wants_csv = output == "csv" or (output is None and "text/csv" in (accept or ""))
     if wants_csv:
         filename = f"staffing-{room}-{line}-{local_day.isoformat()}.csv"
-        return Response(service.staffing_csv(rows), media_type="text/csv; charset=utf-8",
+        from forecasting.service import staffing_csv
+
+        return Response(staffing_csv(rows), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{filename}"'})
     return rows
 

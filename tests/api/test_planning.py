@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -29,9 +30,30 @@ def store():
 
 
 @pytest.fixture(scope="module")
-def planner(settings, model, store):
-    with TestClient(create_app(settings, read_model=model, store=store)) as test_client:
+def app(settings, model, store):
+    return create_app(settings, read_model=model, store=store)
+
+
+@pytest.fixture(scope="module")
+def unplanned(app):
+    """The API before any plan was made."""
+    with TestClient(app) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="module")
+def planner(app, unplanned):
+    """The API once a scheduler's planning job for north/999 is done."""
+    asked = unplanned.post("/api/v1/rooms/north/plans", params={"line": "999", "days": 3})
+    assert asked.status_code == 202, asked.text
+    url = asked.headers["Location"]
+    assert asked.json()["url"] == url
+    deadline = time.monotonic() + 300
+    while (job := unplanned.get(url).json())["state"] in ("queued", "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.2)
+    assert job["state"] == "done" and job["planned"] == ["999"], job
+    return unplanned
 
 
 def test_what_if_erlang_c_matches_the_worked_example(client):
@@ -73,10 +95,53 @@ def test_forecast_needs_a_line_and_a_quarter_hour_start(planner):
     assert "quarter hour" in response.json()["detail"]
 
 
-def test_forecast_without_enough_history_is_409_with_the_reason(planner):
-    response = planner.get("/api/v1/rooms/north/forecast", params={"line": "101"})
-    assert response.status_code == 409
-    assert response.json()["detail"]
+def test_before_the_planner_made_a_plan_reads_answer_409_naming_the_fix(unplanned):
+    for path in ("forecast", "staffing"):
+        response = unplanned.get(f"/api/v1/rooms/north/{path}", params={"line": "101"})
+        assert response.status_code == 409
+        assert "POST /api/v1/rooms/north/plans" in response.json()["detail"]
+
+
+def test_a_line_without_enough_history_fails_its_job_with_the_reason(planner):
+    asked = planner.post("/api/v1/rooms/north/plans", params={"line": "101", "days": 1})
+    assert asked.status_code == 202
+    deadline = time.monotonic() + 120
+    while (job := planner.get(asked.headers["Location"]).json())["state"] in ("queued",
+                                                                              "running"):
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+    assert job["state"] == "failed" and "101" in job["errors"]
+    assert planner.get("/api/v1/plans/nosuchjob").status_code == 404
+
+
+def test_reading_a_plan_never_fits_or_changes_it(planner):
+    day = datetime.now(LONDON).date().isoformat()
+    first = planner.get("/api/v1/rooms/north/staffing", params={"line": "999", "date": day})
+    again = planner.get("/api/v1/rooms/north/staffing", params={"line": "999", "date": day})
+    assert first.status_code == 200
+    assert first.json() == again.json()  # same generated_at: nothing was refitted
+
+
+def test_a_full_planner_queue_answers_429(settings, model, store):
+    import threading
+
+    from api.planning import Planner
+
+    release = threading.Event()
+    app = create_app(settings, read_model=model, store=store)
+    app.state.planner = Planner(lambda job: release.wait(30), size=1)
+    with TestClient(app) as client:
+        first = client.post("/api/v1/rooms/north/plans", params={"line": "999"})
+        deadline = time.monotonic() + 10
+        while client.get(first.headers["Location"]).json()["state"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        second = client.post("/api/v1/rooms/north/plans", params={"line": "999"})
+        third = client.post("/api/v1/rooms/north/plans", params={"line": "999"})
+        release.set()
+    # one running, one queued, the next refused
+    assert (first.status_code, second.status_code, third.status_code) == (202, 202, 429)
+    assert third.headers["Retry-After"]
 
 
 def test_forecast_per_interval_from_history(planner):
