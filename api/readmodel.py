@@ -29,9 +29,6 @@ from services.contract.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: How far back (in event time, from a room's newest record) intervals stay in memory by default
-#: (``PACESETTER_READ_MODEL_DAYS``).
-DEFAULT_RETENTION = timedelta(days=8)
 #: How long a subscriber's queue may grow before it is cut off (the browser reconnects).
 SUBSCRIBER_QUEUE = 2000
 PROBE_SECONDS = 5.0
@@ -652,14 +649,3 @@ def _offer(sub: Subscriber, item: tuple[str, Any]) -> None:
         sub.queue.put_nowait(item)
     except asyncio.QueueFull:
         sub.overflowed = True
-
-
-def merge_by_key(older: Iterable[dict[str, Any]], newer: Iterable[dict[str, Any]],
-                 key: tuple[str, ...], then: str = "line") -> list[dict[str, Any]]:
-    """Records of both, the newer winning per key, oldest first, then by the field ``then``."""
-    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for rec in list(older) + list(newer):
-        merged[tuple(rec.get(k) for k in key)] = rec
-    return sorted(merged.values(),
-                  key=lambda r: (_parse_instant(r.get("interval_start"))
-                                 or datetime.min.replace(tzinfo=UTC), str(r.get(then, ""))))

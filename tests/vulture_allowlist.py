@@ -6,6 +6,7 @@ by omission. Anything else vulture reports is dead code: delete it.
 """
 
 from api.deps import Caller
+from api.planning import PlanJob
 from forecasting.plan import Reforecast
 from forecasting.service import SeriesOutcome
 from services.imports.mapping import CallsKind
@@ -15,3 +16,5 @@ Reforecast.actual_calls  # noqa: B018
 Reforecast.elapsed_intervals  # noqa: B018
 SeriesOutcome.reforecast  # noqa: B018
 CallsKind.callback_requested  # noqa: B018 - a mapping field, read by name
+PlanJob.created_at  # noqa: B018  (shown by GET /api/v1/plans/{id} through asdict)
+PlanJob.finished_at  # noqa: B018

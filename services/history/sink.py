@@ -82,7 +82,6 @@ class HistorySink:
         self.skipped = 0
         self.dropped = 0
         self.available = True
-        self.last_error = ""
         self.busy = False
         self._stopping = False
         self.spool: Path | None = None
@@ -145,6 +144,9 @@ class HistorySink:
                 for item in left:
                     self._spill(item)
             self._close_segment()
+            log.info("history sink: %d records written, %d skipped as invalid, %d dropped "
+                     "(spool full), %d left on disk", self.written, self.skipped, self.dropped,
+                     self._spool_lines)
             if self.memory:
                 log.error("history store %s unreachable at shutdown: %d records not stored",
                           self.store.url, len(self.memory))
@@ -245,7 +247,7 @@ class HistorySink:
                 except StoreUnavailable as exc:
                     if self.available:
                         log.warning("history sink: %s; queueing records until it returns", exc)
-                    self.available, self.last_error = False, str(exc)
+                    self.available = False
                     with self.cond:
                         self.busy = False
                         self.cond.notify_all()

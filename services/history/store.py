@@ -33,7 +33,7 @@ from services.history.database import (
 )
 
 __all__ = [
-    "INTERVAL_SECONDS", "PLAN_FIELDS", "HistoryStore", "IntervalSink", "LazyStore", "SchemaBehind",
+    "INTERVAL_SECONDS", "PLAN_FIELDS", "HistoryStore", "LazyStore", "SchemaBehind",
     "StoreError", "StoreUnavailable", "interval_floor",
 ]
 
@@ -47,8 +47,6 @@ PLAN_FIELDS = (
     "rostered_handlers_rounded", "service_level", "asa_seconds", "occupancy", "abandonment",
     "method", "generated_at",
 )
-EPISODE_FIELDS = ("id", "room", "rule", "subject", "severity", "started_at", "resolved_at",
-                  "message", "figures")
 
 
 def _as_time(value: datetime | str, field: str) -> datetime:
@@ -307,14 +305,6 @@ class HistoryStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def ping(self) -> None:
-        """Check that the database answers.
-
-        Raises:
-            StoreUnavailable: it does not.
-        """
-        self._read(lambda conn: conn.execute(sa.text("SELECT 1")).all())
 
     # -- SQL plumbing ---------------------------------------------------------------------------
     def _unavailable(self, exc: sa.exc.DBAPIError) -> StoreError:
