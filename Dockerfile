@@ -14,7 +14,7 @@ WORKDIR /src
 # Prophet and friends: empty packages stand in for the sources in this layer.
 COPY pyproject.toml README.md ./
 RUN for p in services streams forecasting api pacesetter; do mkdir "$p" && touch "$p/__init__.py"; done \
- && /opt/pacesetter/bin/pip install . \
+ && /opt/pacesetter/bin/pip install '.[postgresql]' \
  && /opt/pacesetter/bin/pip uninstall -y pacesetter
 COPY services services
 COPY streams streams
