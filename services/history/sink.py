@@ -9,6 +9,7 @@ came once the store answers again. Writes are idempotent upserts, so a record wr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -150,6 +151,9 @@ class HistorySink:
             if self.memory:
                 log.error("history store %s unreachable at shutdown: %d records not stored",
                           self.store.url, len(self.memory))
+            if self.spool is not None and not self._spool_files:
+                with contextlib.suppress(OSError):  # nothing left: no folder left behind
+                    self.spool.rmdir()
 
     # -- spool ------------------------------------------------------------------------------
     def _open_spool(self, root: Path) -> None:
