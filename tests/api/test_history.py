@@ -19,7 +19,7 @@ from api.app import create_app
 from api.deps import LazyStore
 from api.readmodel import ReadModel
 from services.contract.settings import Settings
-from services.history.store import HistoryStore
+from services.history.store import HistoryStore, SchemaBehind
 from services.simulation.simulator import simulate_events
 from streams.worker import StreamWorker
 from tests import oracle
@@ -154,3 +154,26 @@ async def test_history_requests_get_503_naming_the_store_while_postgresql_is_dow
     wait_until(lambda: client.get("/api/v1/rooms/north/intervals",
                                   params=other).status_code == 200)
     store.close()
+
+
+async def test_a_behind_schema_is_named_by_the_api_and_the_worker(postgres, tmp_path, events,
+                                                                   capsys):
+    from pacesetter.cli import main
+
+    postgres.reset()  # an empty database: no schema yet
+    with HistoryStore.open(f"sqlite:///{tmp_path / 'h.db'}") as scratch:
+        model = await replay(events[:8000], scratch, tmp_path)
+    client = TestClient(create_app(Settings(), read_model=model, store=LazyStore(postgres.url)))
+    old = {"start": START.isoformat(), "end": (START + timedelta(days=1)).isoformat()}
+    response = client.get("/api/v1/rooms/north/intervals", params=old)
+    assert response.status_code == 503
+    assert "pacesetter db upgrade" in response.json()["detail"]
+    # the worker stops at start, saying the same
+    from streams.runner import open_store
+
+    with pytest.raises(SchemaBehind, match="pacesetter db upgrade"):
+        open_store(Settings(store_url=postgres.url))
+    assert main(["db", "upgrade", "--store", postgres.url]) == 0
+    capsys.readouterr()
+    wait_until(lambda: client.get("/api/v1/rooms/north/intervals", params=old).status_code
+               == 200)
