@@ -35,6 +35,7 @@ from api.routes import (
 from api.session import RefuseTokensInLinks, SessionSigner
 from services.contract.privacy import install_log_redaction
 from services.contract.settings import Settings
+from services.history.store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,13 @@ def create_app(settings: Settings, read_model: ReadModel | None = None,
     if app.state.sessions.ephemeral and settings.tokens():
         log.info("no PACESETTER_SESSION_KEY: sessions are signed with a key of this process "
                  "(signed out on restart; set the key for several replicas)")
+
+    @app.exception_handler(StoreError)
+    async def store_unavailable(_: Request, exc: StoreError) -> JSONResponse:
+        # Any route that needs the history store while it cannot answer (down, schema behind):
+        # 503 naming the store and the fix, never a 500.
+        return JSONResponse({"detail": str(exc)}, status_code=503,
+                            headers={"Retry-After": "5"})
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:

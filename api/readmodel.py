@@ -649,3 +649,14 @@ def _offer(sub: Subscriber, item: tuple[str, Any]) -> None:
         sub.queue.put_nowait(item)
     except asyncio.QueueFull:
         sub.overflowed = True
+
+
+def merge_by_key(older: Iterable[dict[str, Any]], newer: Iterable[dict[str, Any]],
+                 key: tuple[str, ...], then: str = "line") -> list[dict[str, Any]]:
+    """Records of both, the newer winning per key, oldest first, then by the field ``then``."""
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for rec in list(older) + list(newer):
+        merged[tuple(rec.get(k) for k in key)] = rec
+    return sorted(merged.values(),
+                  key=lambda r: (_parse_instant(r.get("interval_start"))
+                                 or datetime.min.replace(tzinfo=UTC), str(r.get(then, ""))))

@@ -172,19 +172,21 @@ def _plan_row(row: dict[str, Any]) -> dict[str, Any]:
 def _episode_row(episode: Any) -> dict[str, Any]:
     if not isinstance(episode, dict):
         raise StoreError(f"an alert episode must be a JSON object, got {type(episode).__name__}")
-    for name in ("id", "room", "rule", "subject", "severity", "started_at", "message"):
+    for name in ("id", "room", "rule", "subject"):
         if not isinstance(episode.get(name), str) or not episode[name]:
             raise StoreError(f"{name}: required text is missing in an alert episode")
+    if not episode.get("started_at"):
+        raise StoreError("started_at: required in an alert episode")
     figures = episode.get("figures") or {}
     if not isinstance(figures, dict):
         raise StoreError(f"figures: must be an object, got {type(figures).__name__}")
     resolved = episode.get("resolved_at")
     return {
         "id": episode["id"], "room": episode["room"], "rule": episode["rule"],
-        "subject": episode["subject"], "severity": episode["severity"],
+        "subject": episode["subject"], "severity": episode.get("severity") or "warning",
         "started_at": _instant_key(episode["started_at"], "started_at"),
         "resolved_at": None if resolved is None else _instant_key(resolved, "resolved_at"),
-        "message": episode["message"], "figures": figures,
+        "message": episode.get("message"), "figures": figures,
     }
 
 
@@ -541,19 +543,22 @@ class HistoryStore:
                                 t.c.resolved_at.is_(None)),
         )
 
-    def acknowledge_alert(self, room: str, alert_id: str, started_at: str, by: str, note: str,
-                          at: datetime) -> dict[str, Any] | None:
+    def acknowledge_alert(self, room: str, alert_id: str, started_at: datetime | str, by: str,
+                          note: str | None, at: datetime) -> dict[str, Any] | None:
         """Record who acknowledged an alert episode, when, and their note.
 
+        The first acknowledgement of an episode stays: a second one changes nothing.
+
         Returns:
-            The episode with its acknowledgement, or None when the room has no such episode.
+            The episode with the acknowledgement that holds, or None when the room has no such
+            episode.
         """
         t = schema.alert_episodes
         key = (t.c.room == room, t.c.id == alert_id,
                t.c.started_at == _instant_key(started_at, "started_at"))
 
         def work(conn: sa.Connection) -> dict[str, Any] | None:
-            conn.execute(sa.update(t).where(*key).values(
+            conn.execute(sa.update(t).where(*key, t.c.acknowledged_at.is_(None)).values(
                 acknowledged_by=by, acknowledged_at=_instant_key(at, "at"), note=note))
             row = conn.execute(sa.select(t).where(*key)).first()
             return None if row is None else _episode_out(row)
@@ -572,7 +577,7 @@ class HistoryStore:
         t = schema.alert_episodes
         query = sa.select(t).where(
             t.c.room == room, t.c.started_at < _instant_key(end, "end"),
-            sa.or_(t.c.resolved_at.is_(None), t.c.resolved_at > _instant_key(start, "start")),
+            sa.or_(t.c.resolved_at.is_(None), t.c.resolved_at >= _instant_key(start, "start")),
         ).order_by(t.c.started_at, t.c.id)
         return self._read(lambda conn: [_episode_out(r) for r in conn.execute(query)])
 

@@ -43,7 +43,7 @@ def upgrade() -> None:
         sa.Column("subject", sa.Text, nullable=False),
         sa.Column("severity", sa.Text, nullable=False),
         sa.Column("resolved_at", sa.Text),
-        sa.Column("message", sa.Text, nullable=False),
+        sa.Column("message", sa.Text),
         sa.Column("figures", sa.JSON, nullable=False),
         sa.Column("acknowledged_by", sa.Text),
         sa.Column("acknowledged_at", sa.Text),
