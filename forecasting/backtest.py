@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -11,10 +11,20 @@ import pandas as pd
 
 from forecasting.baselines import seasonal_naive
 from forecasting.history import MIN_HISTORY_DAYS, History, NotEnoughHistory
-from forecasting.methods import METHODS, PROPHET, forecast_calls
+from forecasting.methods import (
+    COMBINATION,
+    METHODS,
+    PROFILE,
+    PROPHET,
+    CallForecast,
+    combine,
+    forecast_many,
+    poisson_floor,
+)
 from forecasting.prophet_model import INTERVAL_WIDTH
+from forecasting.simple import SIMPLE_METHODS
 from services.contract.events import format_time
-from services.planning.calendar import LONDON, LocalCalendar, utc_range
+from services.planning.calendar import DEFAULT_REGION, LocalCalendar, region, step_of, utc_range
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +55,19 @@ def naive_scale(history: pd.Series, cal: LocalCalendar | None = None) -> float:
     return float(np.mean(np.abs(values[ok] - previous[ok]))) if ok.any() else float("nan")
 
 
-def origins_for(history: History, weeks: int) -> list[pd.Timestamp]:
-    """Weekly origins at local midnights; the last is a week before the last complete day ends."""
-    end_local = history.end.astimezone(LONDON)
+def origins_for(end: datetime, weeks: int, code: str = DEFAULT_REGION) -> list[pd.Timestamp]:
+    """Weekly origins at local midnights; the last is a week before the last complete day ends.
+
+    Args:
+        end: the end of the history (aware).
+        weeks: how many origins.
+        code: the room's region, whose midnights count.
+    """
+    zone = region(code).zone
+    end_local = end.astimezone(zone)
     last_midnight = end_local.replace(hour=0, minute=0, second=0, microsecond=0)
     # Wall-clock arithmetic: a week back is 7 local days, whatever the clock changes.
-    return [pd.Timestamp((last_midnight - timedelta(days=7 * w)).astimezone(LONDON))
+    return [pd.Timestamp((last_midnight - timedelta(days=7 * w)).astimezone(zone))
             .tz_convert("UTC") for w in range(weeks, 0, -1)]
 
 
@@ -61,22 +78,11 @@ def required_days(weeks: int) -> int:
 
 def run_backtest(history: History, weeks: int = DEFAULT_WEEKS,
                  methods: tuple[str, ...] = METHODS,
-                 interval_width: float = INTERVAL_WIDTH) -> dict[str, Any]:
-    """Compare the methods on rolling weekly origins over the last ``weeks`` weeks.
+                 interval_width: float = INTERVAL_WIDTH,
+                 region_code: str = DEFAULT_REGION) -> dict[str, Any]:
+    """Compare the methods on rolling weekly origins over the last ``weeks`` weeks of a line.
 
-    For each origin every method is fitted on the history before it and forecasts the next
-    seven days; errors are pooled over all origins. The method with the lowest WAPE is chosen.
-
-    Args:
-        history: the line's history.
-        weeks: how many weekly origins.
-        methods: the methods to compare.
-        interval_width: coverage of the prediction intervals whose hit rate is reported.
-
-    Returns:
-        ``{"room", "line", "weeks", "horizon_days", "history_end", "origins",
-        "interval_width", "methods": {name: {"wape", "mase", "coverage", "origins": [...]}},
-        "chosen"}``.
+    See :func:`backtest_series`, which this runs on the line's history.
 
     Raises:
         NotEnoughHistory: fewer than ``weeks × 7 + 15`` days of history.
@@ -84,65 +90,133 @@ def run_backtest(history: History, weeks: int = DEFAULT_WEEKS,
     if weeks < 1:
         raise NotEnoughHistory("a backtest needs at least one week (--weeks 1 or more)")
     history.require_days(required_days(weeks), f"a {weeks}-week backtest")
-    series = history.series()
-    origins = origins_for(history, weeks)
-    if (origins[0] - history.index[0]) < pd.Timedelta(days=MIN_HISTORY_DAYS):
+    return backtest_series(history.series(), weeks, methods, interval_width, region_code,
+                           history.room, history.line, history.end)
+
+
+def backtest_series(series: pd.Series, weeks: int = DEFAULT_WEEKS,
+                    methods: tuple[str, ...] = METHODS,
+                    interval_width: float = INTERVAL_WIDTH,
+                    region_code: str = DEFAULT_REGION, room: str = "", line: str = "",
+                    end: datetime | None = None) -> dict[str, Any]:
+    """Compare the methods on rolling weekly origins over the last ``weeks`` weeks.
+
+    For each origin every method is fitted on the history before it and forecasts the next
+    seven local days at the series' resolution; errors are pooled over all origins. A
+    combination (the inverse-WAPE-weighted average of Prophet, or without Prophet the
+    smoothed profile, and the best other method) is scored from the same forecasts. The
+    method with the lowest WAPE is chosen.
+
+    Args:
+        series: calls per UTC interval, regular (15 min, 30 min or an hour), NaN where unknown.
+        weeks: how many weekly origins.
+        methods: the methods to compare.
+        interval_width: coverage of the prediction intervals whose hit rate is reported.
+        region_code: the room's region (local midnights, holidays).
+        room: the room, for the result.
+        line: the line, for the result.
+        end: the end of the history (default: the last interval's end).
+
+    Returns:
+        ``{"room", "line", "weeks", "horizon_days", "history_end", "origins", "region",
+        "resolution_minutes", "interval_width", "methods": {name: {"wape", "mase",
+        "coverage", "origins": [...]}}, "chosen", "best_simple", "noise_floor"}``; the
+        combination's entry has ``params``, its weights.
+
+    Raises:
+        NotEnoughHistory: the first origin has less than 14 days of history before it.
+    """
+    step = step_of(series.index)
+    end = end or (series.index[-1] + step).to_pydatetime()
+    origins = origins_for(end, weeks, region_code)
+    if (origins[0] - series.index[0]) < pd.Timedelta(days=MIN_HISTORY_DAYS):
         raise NotEnoughHistory(
-            f"room {history.room!r} line {history.line!r}: the first backtest origin "
+            f"room {room!r} line {line!r}: the first backtest origin "
             f"({format_time(origins[0].to_pydatetime())}) has less than {MIN_HISTORY_DAYS} days "
             f"of history before it; use fewer --weeks or import more history"
         )
-    errors: dict[str, dict[str, list[Any]]] = {
-        m: {"abs": [], "actual": [], "hits": [], "origins": []} for m in methods}
+    zone = region(region_code).zone
+    runs: list[tuple[pd.Timestamp, np.ndarray, float, dict[str, CallForecast]]] = []
     init = None
     for origin in origins:
         train = series[series.index < origin]
-        target = utc_range(origin.to_pydatetime(),
-                           (origin + pd.Timedelta(days=HORIZON_DAYS + 1)).to_pydatetime())
-        target = target[target < origin + pd.Timedelta(days=HORIZON_DAYS)]
+        horizon_end = (origin.tz_convert(zone) + timedelta(days=HORIZON_DAYS)).tz_convert("UTC")
+        target = utc_range(origin.to_pydatetime(), horizon_end.to_pydatetime(), step)
         actual = series.reindex(target).to_numpy(dtype=float)
-        known = np.isfinite(actual)
-        train_cal = LocalCalendar(train.index)
+        train_cal = LocalCalendar(train.index, region_code)
         scale = naive_scale(train, train_cal)
-        for method in methods:
-            fc = forecast_calls(method, train, target, interval_width=interval_width,
-                                init=init if method == PROPHET else None, history_cal=train_cal)
-            if method == PROPHET:
-                init = fc.params
-            a, f = actual[known], fc.calls[known]
-            hits = (a >= fc.lower[known]) & (a <= fc.upper[known])
-            bucket = errors[method]
-            bucket["abs"].append(np.abs(a - f))
-            bucket["actual"].append(a)
-            bucket["hits"].append(hits)
-            bucket["origins"].append({
-                "origin": format_time(origin.to_pydatetime()),
-                "wape": _round(wape(a, f)), "mase": _round(mase(a, f, scale)),
-                "scale": scale,
-            })
-    summary: dict[str, Any] = {}
-    for method, bucket in errors.items():
-        absolute = np.concatenate(bucket["abs"])
-        actual_all = np.concatenate(bucket["actual"])
-        mases = [o["mase"] for o in bucket["origins"] if o["mase"] is not None]
-        for o in bucket["origins"]:
-            o.pop("scale")
-        summary[method] = {
-            "wape": _round(float(absolute.sum() / actual_all.sum()) if actual_all.sum() else None),
-            "mase": _round(float(np.mean(mases)) if mases else None),
-            "coverage": _round(float(np.concatenate(bucket["hits"]).mean())),
-            "origins": bucket["origins"],
-        }
+        forecasts = forecast_many(methods, train, target, interval_width=interval_width,
+                                  init=init, history_cal=train_cal, region=region_code)
+        if PROPHET in forecasts:
+            init = forecasts[PROPHET].params
+        runs.append((origin, actual, scale, forecasts))
+    summary = {m: _score(runs, lambda fcs, m=m: fcs[m]) for m in methods}
+    weights = _combination_weights(summary)
+    if weights:
+        summary[COMBINATION] = _score(runs, lambda fcs: combine(fcs, weights))
+        summary[COMBINATION]["params"] = {"weights": weights}
     ranked = sorted((s["wape"], m) for m, s in summary.items() if s["wape"] is not None)
     chosen = ranked[0][1] if ranked else PROPHET
-    logger.info("backtest %s/%s: %s", history.room, history.line,
-                ", ".join(f"{m} WAPE {s['wape']}" for m, s in summary.items()))
+    simple = sorted((s["wape"], m) for m, s in summary.items()
+                    if m in SIMPLE_METHODS and s["wape"] is not None)
+    chosen_runs = [(a, (combine(f, weights) if chosen == COMBINATION else f[chosen]).calls)
+                   for _, a, _, f in runs]
+    actual_all = np.concatenate([a for a, _ in chosen_runs])
+    expected_all = np.concatenate([f for _, f in chosen_runs])
+    known = np.isfinite(actual_all)
+    logger.info("backtest %s/%s: chosen %s WAPE %s", room, line, chosen, summary[chosen]["wape"])
     return {
-        "room": history.room, "line": history.line, "weeks": weeks,
-        "horizon_days": HORIZON_DAYS, "history_end": format_time(history.end),
+        "room": room, "line": line, "weeks": weeks,
+        "horizon_days": HORIZON_DAYS, "history_end": format_time(end),
         "origins": [format_time(o.to_pydatetime()) for o in origins],
+        "region": region(region_code).code,
+        "resolution_minutes": int(step / pd.Timedelta(minutes=1)),
         "interval_width": interval_width, "methods": summary, "chosen": chosen,
+        "best_simple": simple[0][1] if simple else None,
+        "noise_floor": _round(poisson_floor(expected_all[known], actual_all[known])),
     }
+
+
+def _score(runs: list[tuple[pd.Timestamp, np.ndarray, float,
+                             dict[str, CallForecast]]],
+           pick: Any) -> dict[str, Any]:
+    absolute, actuals, hits = [], [], []
+    per_origin: list[dict[str, Any]] = []
+    mases: list[float] = []
+    for origin, actual, scale, forecasts in runs:
+        fc: CallForecast = pick(forecasts)
+        known = np.isfinite(actual)
+        a, f = actual[known], fc.calls[known]
+        absolute.append(np.abs(a - f))
+        actuals.append(a)
+        hits.append((a >= fc.lower[known]) & (a <= fc.upper[known]))
+        scaled = _round(mase(a, f, scale))
+        if scaled is not None:
+            mases.append(scaled)
+        per_origin.append({"origin": format_time(origin.to_pydatetime()),
+                           "wape": _round(wape(a, f)), "mase": scaled})
+    abs_all, actual_all = np.concatenate(absolute), np.concatenate(actuals)
+    return {
+        "wape": _round(float(abs_all.sum() / actual_all.sum()) if actual_all.sum() else None),
+        "mase": _round(float(np.mean(mases)) if mases else None),
+        "coverage": _round(float(np.concatenate(hits).mean()) if actual_all.size else None),
+        "origins": per_origin,
+    }
+
+
+def _combination_weights(summary: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Inverse-WAPE weights of Prophet (else the smoothed profile) and the best other method."""
+    anchor = PROPHET if PROPHET in summary else PROFILE if PROFILE in summary else None
+    if anchor is None or not summary[anchor]["wape"]:
+        return {}
+    others = sorted((s["wape"], m) for m, s in summary.items()
+                    if m != anchor and s["wape"])
+    if not others:
+        return {}
+    partner = others[0][1]
+    inverse = {anchor: 1.0 / summary[anchor]["wape"], partner: 1.0 / others[0][0]}
+    total = sum(inverse.values())
+    return {m: round(v / total, 4) for m, v in inverse.items()}
 
 
 def _round(value: float | None, places: int = 4) -> float | None:

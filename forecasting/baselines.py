@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from services.planning.calendar import SLOTS_PER_DAY, LocalCalendar
+from services.planning.calendar import SLOTS_PER_DAY, LocalCalendar, step_of
 
 WEEK = pd.Timedelta(days=7)
 PROFILE_WEEKS = 8
@@ -35,7 +35,7 @@ def seasonal_naive(history: pd.Series, target: pd.DatetimeIndex,
     """
     cal = history_cal or LocalCalendar(history.index)
     lookup = _local_lookup(history, cal).dropna()
-    target_local = LocalCalendar(target).local
+    target_local = LocalCalendar(target, cal.region).local
     result = np.full(len(target), np.nan)
     last = lookup.index.max()
     for weeks in range(1, 60):
@@ -62,7 +62,9 @@ def _day_table(history: pd.Series, cal: LocalCalendar) -> pd.DataFrame:
         calls=("calls", "sum"), known=("calls", "count"), intervals=("calls", "size"),
         weekday=("weekday", "first"), holiday=("holiday", "first"))
     # A day is usable only when complete: first and last days of a history are partial.
-    days["complete"] = (days["known"] == days["intervals"]) & (days["intervals"] >= 92)
+    per_day = pd.Timedelta(days=1) / step_of(history.index)
+    days["complete"] = (days["known"] == days["intervals"]) & (
+        days["intervals"] >= per_day * 23 / 24)
     return days
 
 
@@ -102,7 +104,7 @@ def daily_profile(history: pd.Series, target: pd.DatetimeIndex,
         counts = np.bincount(cal.slot[mask], weights=values[mask], minlength=SLOTS_PER_DAY)
         if counts.sum() > 0:
             profiles[key] = counts / counts.sum()
-    target_cal = LocalCalendar(target)
+    target_cal = LocalCalendar(target, cal.region)
     target_keys = _day_key(target_cal.weekday, target_cal.holiday)
     forecast: np.ndarray = totals[target_keys] * profiles[target_keys, target_cal.slot]
     return forecast
@@ -114,10 +116,11 @@ def noise_sd(history: pd.Series, weeks: int = 4) -> float:
     From week-on-week differences of ``√calls`` over the last ``weeks`` weeks: each
     difference holds two independent noises, so its variance is halved.
     """
-    recent = history.iloc[-(weeks + 1) * 7 * SLOTS_PER_DAY:]
+    per_day = int(round(pd.Timedelta(days=1) / step_of(history.index)))
+    recent = history.iloc[-(weeks + 1) * 7 * per_day:]
     root = np.sqrt(recent.clip(lower=0))
-    diff = (root - root.shift(7 * SLOTS_PER_DAY)).dropna()
-    if diff.size < SLOTS_PER_DAY:
+    diff = (root - root.shift(7 * per_day)).dropna()
+    if diff.size < per_day:
         return 0.5  # √Poisson has sd ≈ 0.5 whatever the mean
     return float(np.sqrt(np.mean(diff.to_numpy() ** 2) / 2.0))
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from services.planning.calendar import LocalCalendar, holiday_frame
+from services.planning.calendar import DEFAULT_REGION, LocalCalendar, holiday_frame
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class ProphetResult:
 
 
 def _frame(cal: LocalCalendar) -> pd.DataFrame:
-    # Prophet's ds is naive: wall-clock Europe/London, so the daily shape follows the clock
+    # Prophet's ds is naive: local wall-clock time, so the daily shape follows the clock
     # people live by across the clock changes.
     return pd.DataFrame({"ds": cal.local, "rest": cal.rest_day, "work": ~cal.rest_day})
 
@@ -84,11 +84,12 @@ def _frame(cal: LocalCalendar) -> pd.DataFrame:
 def prophet_forecast(history: pd.Series, target: pd.DatetimeIndex,
                      interval_width: float = INTERVAL_WIDTH,
                      uncertainty_samples: int = UNCERTAINTY_SAMPLES,
-                     init: dict[str, Any] | None = None) -> ProphetResult:
+                     init: dict[str, Any] | None = None,
+                     region: str = DEFAULT_REGION) -> ProphetResult:
     """Fit Prophet to a line's history and forecast the target intervals.
 
     The model: linear trend, weekly seasonality, separate daily shapes for working days and
-    rest days (weekends and bank holidays; conditional seasonalities), England and Wales bank
+    rest days (weekends and public holidays; conditional seasonalities), the region's public
     holidays as holiday effects, fitted on ``√calls`` so that the noise is about even through
     the day (counts are Poisson-like). Back-transformed forecasts add the residual variance
     (E[y] = E[√y]² + Var √y). The interval is ``ŷ ± z·√(σ² + trend variance)`` in √
@@ -101,20 +102,21 @@ def prophet_forecast(history: pd.Series, target: pd.DatetimeIndex,
         interval_width: coverage of the prediction interval.
         uncertainty_samples: Prophet's draws of future trend changes (0: no interval).
         init: parameters of an earlier fit of the same series to start from (faster).
+        region: the room's region: its local time and public holidays.
 
     Returns:
         The forecast and the fitted parameters.
     """
     prophet_class = _quiet_imports()
-    hist_cal = LocalCalendar(history.index)
+    hist_cal = LocalCalendar(history.index, region)
     frame = _frame(hist_cal)
     frame["y"] = np.sqrt(np.clip(history.to_numpy(dtype=float), 0, None))
     frame = frame[np.isfinite(frame["y"].to_numpy())]
-    target_cal = LocalCalendar(target)
+    target_cal = LocalCalendar(target, region)
     future = _frame(target_cal)
     first = min(frame["ds"].iloc[0], future["ds"].iloc[0]).date()
     last = max(frame["ds"].iloc[-1], future["ds"].iloc[-1]).date()
-    holidays = holiday_frame(first, last)
+    holidays = holiday_frame(first, last, region)
     holidays = holidays if len(holidays) else None
 
     def build() -> Any:

@@ -27,7 +27,14 @@ from forecasting.history import (
     history_from_rows,
     load_history,
 )
-from forecasting.methods import PROPHET, CallForecast, forecast_calls
+from forecasting.methods import (
+    COMBINATION,
+    METHODS,
+    PROFILE,
+    PROPHET,
+    CallForecast,
+    forecast_calls,
+)
 from forecasting.plan import (
     StaffingRules,
     apply_reforecast,
@@ -38,7 +45,7 @@ from services.contract.errors import PacesetterError
 from services.contract.events import format_time, parse_time
 from services.contract.settings import Settings
 from services.history.store import PLAN_FIELDS, HistoryStore
-from services.planning.calendar import LONDON, local_day_bounds, utc_range
+from services.planning.calendar import DEFAULT_REGION, LONDON, local_day_bounds, utc_range
 from services.planning.erlang import erlang_a, erlang_c
 
 logger = logging.getLogger(__name__)
@@ -87,6 +94,7 @@ class SeriesJob:
     actual_today: dict[str, float] = field(default_factory=dict)
     weeks: int = DEFAULT_WEEKS
     method: str | None = None
+    region: str = DEFAULT_REGION
 
 
 @dataclass
@@ -106,12 +114,13 @@ class SeriesOutcome:
 
 
 def choose_method(history: History, cached: tuple[datetime, dict[str, Any]] | None,
-                  weeks: int = DEFAULT_WEEKS) -> tuple[str, dict[str, Any] | None, bool]:
+                  weeks: int = DEFAULT_WEEKS, region: str = DEFAULT_REGION,
+                  ) -> tuple[str, dict[str, Any] | None, bool]:
     """The method with the best backtest WAPE on this series.
 
     A stored backtest is reused while it is less than a week older than the history and was
-    run over the same number of weeks; otherwise the backtest runs again (over fewer weeks
-    when the history is short). Without enough history for any backtest, Prophet.
+    run over the same number of weeks, region and methods; otherwise the backtest runs again
+    (over fewer weeks when the history is short). Without enough history for any backtest, Prophet.
 
     Returns:
         ``(method, backtest or None, whether the backtest was run now)``.
@@ -120,13 +129,15 @@ def choose_method(history: History, cached: tuple[datetime, dict[str, Any]] | No
     if cached is not None:
         cached_end, result = cached
         age = history.end - cached_end
-        if result.get("weeks") == possible and timedelta(0) <= age < timedelta(days=7):
+        if (result.get("weeks") == possible and timedelta(0) <= age < timedelta(days=7)
+                and result.get("region", DEFAULT_REGION) == region
+                and set(METHODS) <= set(result.get("methods", {}))):
             return result["chosen"], result, False
     if possible < 1:
         logger.info("%s/%s: %.1f days of history, too few to backtest (needs %d); using %s",
                     history.room, history.line, history.known_days, required_days(1), PROPHET)
         return PROPHET, None, False
-    result = run_backtest(history, possible)
+    result = run_backtest(history, possible, region_code=region)
     return result["chosen"], result, True
 
 
@@ -183,11 +194,15 @@ def _fit(job: SeriesJob) -> _Fit:
                 f"{format_time(job.start)}; a forecast uses only what came before its start")
     history.require_days(MIN_HISTORY_DAYS, "forecasting")
     if job.method is None:
-        method, backtest, is_new = choose_method(history, job.cached_backtest, job.weeks)
+        method, backtest, is_new = choose_method(history, job.cached_backtest, job.weeks,
+                                                 job.region)
     else:
         method, backtest, is_new = job.method, None, False
     target = utc_range(job.start, job.end)
-    fc = forecast_calls(method, history.series(), target)
+    params = ((backtest or {}).get("methods", {}).get(method) or {}).get("params")
+    if method == COMBINATION and params is None:
+        method = PROFILE  # asked for by name, without a backtest's weights
+    fc = forecast_calls(method, history.series(), target, params=params, region=job.region)
     aht = aht_profile(history.index, history.aht_seconds, history.answered, target)
     return _Fit(method, backtest, is_new, target, fc, aht, history.patience_seconds())
 
@@ -287,7 +302,8 @@ def _job(store: HistoryStore, settings: Settings | None, room: str, line: str,
     return SeriesJob(room, line, rows, start, end, now,
                      rules=_rules(settings, line) if settings is not None else None,
                      cached_backtest=store.latest_backtest(room, line), actual_today=actual,
-                     weeks=weeks, method=method)
+                     weeks=weeks, method=method,
+                     region=settings.region(room) if settings is not None else DEFAULT_REGION)
 
 
 def _finish(store: HistoryStore, outcome: SeriesOutcome, save_plan: bool) -> None:
@@ -386,7 +402,7 @@ def staffing_plan(store: HistoryStore, settings: Settings, room: str, line: str,
 
 
 def backtest(store: HistoryStore, room: str, line: str, weeks: int = DEFAULT_WEEKS,
-             *, save: bool = True) -> dict[str, Any]:
+             *, save: bool = True, region: str = DEFAULT_REGION) -> dict[str, Any]:
     """Backtest the methods on the line's history (rolling weekly origins) and keep the result.
 
     Returns:
@@ -397,7 +413,7 @@ def backtest(store: HistoryStore, room: str, line: str, weeks: int = DEFAULT_WEE
     """
     history = load_history(store, room, line, purpose=f"a {weeks}-week backtest",
                            needed_days=required_days(weeks))
-    result = run_backtest(history, weeks)
+    result = run_backtest(history, weeks, region_code=region)
     if save:
         store.save_backtest(room, line, result["history_end"], result)
     return result

@@ -174,11 +174,12 @@ def _method_line(method: str, backtest: dict[str, Any] | None, store: HistorySto
         text += f"; today's remaining intervals scaled ×{factor} (actual ÷ forecast)"
     if backtest and base in backtest.get("methods", {}):
         scores = backtest["methods"]
-        naive = scores.get("seasonal_naive", {}).get("wape")
+        simple = backtest.get("best_simple") or "seasonal_naive"
+        simple_wape = scores.get(simple, {}).get("wape")
         text += (f"; chosen by a {backtest['weeks']}-week backtest: WAPE "
                  f"{scores[base]['wape']:.1%}")
-        if naive is not None:
-            text += f" (seasonal naive {naive:.1%})"
+        if simple_wape is not None:
+            text += f" (best simple method, {DESCRIPTIONS.get(simple, simple)}: {simple_wape:.1%})"
     else:
         text += " (not backtested: too little history)"
     return text
@@ -238,8 +239,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from forecasting import service
     from forecasting.methods import DESCRIPTIONS
 
+    region = load_settings().region(args.room)
     with _store(args) as store:
-        result = service.backtest(store, args.room, args.line, args.weeks)
+        result = service.backtest(store, args.room, args.line, args.weeks, region=region)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -247,12 +249,23 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     print(f"{args.room} {args.line}: {result['weeks']} weekly origins ({origins}), "
           "each forecasting the next 7 days from local midnight")
     coverage = f"in {result['interval_width']:.0%} interval"
-    print(f"{'method':<56}{'WAPE':>8}{'MASE':>8}{coverage:>16}")
-    for name, scores in result["methods"].items():
-        print(f"{DESCRIPTIONS.get(name, name):<56}{_fmt(_pct(scores['wape']), 1, '%'):>8}"
+    print(f"{'method':<64}{'WAPE':>8}{'MASE':>8}{coverage:>16}")
+    ranked = sorted(result["methods"].items(),
+                    key=lambda kv: (kv[1]["wape"] is None, kv[1]["wape"] or 0.0))
+    for name, scores in ranked:
+        mark = " *" if name == result["chosen"] else ""
+        print(f"{DESCRIPTIONS.get(name, name) + mark:<64}{_fmt(_pct(scores['wape']), 1, '%'):>8}"
               f"{_fmt(scores['mase'], 3):>8}{_fmt(_pct(scores['coverage']), 1, '%'):>16}")
-    print(f"chosen: {result['chosen']} (lowest WAPE); MASE < 1 beats the seasonal naive's "
+    chosen = result["methods"][result["chosen"]]["wape"]
+    simple = result.get("best_simple")
+    simple_wape = result["methods"][simple]["wape"] if simple else None
+    print(f"chosen (*): {result['chosen']} (lowest WAPE); MASE < 1 beats the seasonal naive's "
           "in-sample error")
+    if chosen is not None and simple_wape:
+        print(f"against the best simple method ({simple}, WAPE {simple_wape:.1%}): "
+              f"{(simple_wape - chosen) / simple_wape:+.1%} better; Poisson noise floor "
+              f"{_fmt(_pct(result.get('noise_floor')), 1, '%')} (the WAPE of a perfect "
+              "forecast of the mean)")
     return 0
 
 

@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     max_occupancy: float = Field(default=0.85, gt=0, le=1)
     shrinkage: float = Field(default=0.35, ge=0, lt=1)
     line_profiles: dict[str, LineProfile] = Field(default_factory=dict)
+    room_regions: str = ""
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=0, le=65535)
@@ -128,6 +129,18 @@ class Settings(BaseSettings):
                 raise ValueError(f"line {line!r} must match {LINE_PATTERN}")
         return value
 
+    @field_validator("room_regions")
+    @classmethod
+    def _check_regions(cls, value: str) -> str:
+        from services.planning.calendar import UnknownRegion, parse_room_regions
+
+        try:
+            parse_room_regions(value)
+        except UnknownRegion as exc:
+            raise ValueError(f"{exc}; give room:REGION pairs like north:GB-ENG,seattle:US-WA") \
+                from None
+        return value
+
     @field_validator("api_tokens")
     @classmethod
     def _check_tokens(cls, value: SecretStr) -> SecretStr:
@@ -164,6 +177,12 @@ class Settings(BaseSettings):
         if found is not None:
             return found
         return DEFAULT_LINE_PROFILES.get(line, DEFAULT_PROFILE)
+
+    def region(self, room: str) -> str:
+        """The room's region (time zone and public holidays): configured, else England."""
+        from services.planning.calendar import DEFAULT_REGION, parse_room_regions
+
+        return parse_room_regions(self.room_regions).get(room, DEFAULT_REGION)
 
     def tokens(self) -> list[ApiToken]:
         """The configured API tokens (``role:token`` pairs, comma-separated)."""

@@ -77,12 +77,20 @@ def test_backtest_as_json_and_as_a_table(store_url, capsys):
     assert main(["backtest", "--room", "north", "--line", "999", "--weeks", "2",
                  "--store", store_url, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert set(result["methods"]) == {"prophet", "seasonal_naive", "daily_profile"}
-    assert result["chosen"] in result["methods"]
+    methods = result["methods"]
+    assert {"prophet", "seasonal_naive", "smoothed_profile", "combination"} <= set(methods)
+    assert {f"mean_{n}w" for n in range(2, 9)} | {f"median_{n}w" for n in range(2, 9)} \
+        <= set(methods)
+    assert all({"wape", "mase", "coverage"} <= set(scores) for scores in methods.values())
+    assert result["chosen"] in methods and result["best_simple"] in methods
+    # The choice is never worse than what a scheduler would do by hand.
+    assert methods[result["chosen"]]["wape"] <= methods[result["best_simple"]]["wape"]
+    assert 0 < result["noise_floor"] < methods[result["chosen"]]["wape"]
     assert main(["backtest", "--room", "north", "--line", "999", "--weeks", "2",
                  "--store", store_url]) == 0
     out = capsys.readouterr().out
-    assert "WAPE" in out and "MASE" in out and "chosen:" in out
+    assert "WAPE" in out and "MASE" in out and "chosen (*):" in out
+    assert "against the best simple method" in out and "noise floor" in out
     assert main(["backtest", "--room", "north", "--line", "999", "--weeks", "4",
                  "--store", store_url]) == 2
     assert "needs at least 43 days" in capsys.readouterr().err

@@ -11,7 +11,7 @@ import pytest
 from forecasting.backtest import mase, naive_scale, run_backtest, wape
 from forecasting.baselines import aht_profile, daily_profile, seasonal_naive
 from forecasting.history import History, NotEnoughHistory, history_from_rows
-from forecasting.methods import METHODS, forecast_calls
+from forecasting.methods import COMBINATION, METHODS, forecast_calls
 from forecasting.synthetic import synthetic_intervals
 from services.contract.errors import PacesetterError
 from services.planning.calendar import (
@@ -132,7 +132,9 @@ def test_a_backtest_compares_every_method_on_weekly_origins():
     history = synthetic_history("999", 23, datetime(2026, 11, 16, tzinfo=UTC), seed=9)
     result = run_backtest(history, weeks=1)
     assert result["origins"] == ["2026-11-09T00:00:00Z"]
-    assert set(result["methods"]) == set(METHODS)
+    assert set(result["methods"]) == set(METHODS) | {COMBINATION}
+    weights = result["methods"][COMBINATION]["params"]["weights"]
+    assert len(weights) == 2 and sum(weights.values()) == pytest.approx(1.0, abs=1e-3)
     for scores in result["methods"].values():
         assert 0 < scores["wape"] < 1 and scores["mase"] > 0 and 0 <= scores["coverage"] <= 1
         assert len(scores["origins"]) == 1
