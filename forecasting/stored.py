@@ -72,3 +72,52 @@ def stored_plan(store: Any, room: str, line: str, day: date) -> list[dict[str, A
         raise NoStoredPlan(f"no saved staffing plan for {room}/{line} on {day.isoformat()}: "
                            + PLAN_HINT.format(room=room))
     return rows
+
+
+def stored_accuracy(store: Any, room: str, line: str) -> dict[str, Any]:
+    """The line's latest backtest as a scheduler reads it: the chosen method against the simple.
+
+    Returns:
+        ``{"room", "line", "chosen", "best_simple", "improvement", "noise_floor", "weeks",
+        "origins", "history_end", "region", "resolution_minutes", "interval_width",
+        "methods": [{"method", "description", "kind", "wape", "mase", "coverage"}]}``,
+        methods best first; ``kind`` is ``simple`` (what a scheduler would do by hand) or
+        ``model``; ``improvement`` is how much lower the chosen WAPE is than the best simple
+        method's (a fraction).
+
+    Raises:
+        NoStoredPlan: the line has no backtest yet.
+    """
+    from forecasting.methods import DESCRIPTIONS
+    from forecasting.simple import SIMPLE_METHODS
+
+    saved = store.latest_backtest(room, line)
+    if saved is None:
+        raise NoStoredPlan(
+            f"room {room!r} line {line!r} has no backtest yet: the planner runs one with its "
+            "first plan, or run 'pacesetter backtest' (needs 22 days of final intervals)")
+    result = saved[1]
+    scores = result.get("methods", {})
+    rows = sorted(
+        ({"method": name, "description": DESCRIPTIONS.get(name, name),
+          "kind": "simple" if name in SIMPLE_METHODS else "model",
+          "wape": s.get("wape"), "mase": s.get("mase"), "coverage": s.get("coverage")}
+         for name, s in scores.items()),
+        key=lambda r: (r["wape"] is None, r["wape"] or 0.0))
+    chosen, simple = result.get("chosen"), result.get("best_simple")
+    if simple is None:  # a backtest stored before the simple methods existed
+        simple_rows = [r for r in rows if r["kind"] == "simple" and r["wape"] is not None]
+        simple = simple_rows[0]["method"] if simple_rows else None
+    chosen_wape = scores.get(chosen, {}).get("wape")
+    simple_wape = scores.get(simple, {}).get("wape") if simple else None
+    improvement = (round((simple_wape - chosen_wape) / simple_wape, 4)
+                   if chosen_wape is not None and simple_wape else None)
+    return {
+        "room": room, "line": line, "chosen": chosen, "best_simple": simple,
+        "improvement": improvement, "noise_floor": result.get("noise_floor"),
+        "weeks": result.get("weeks"), "origins": result.get("origins", []),
+        "history_end": result.get("history_end"),
+        "region": result.get("region", "GB-ENG"),
+        "resolution_minutes": result.get("resolution_minutes", 15),
+        "interval_width": result.get("interval_width"), "methods": rows,
+    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
 
 from api.deps import (
     AUTH_RESPONSES,
@@ -50,20 +50,45 @@ def domain_error(exc: PacesetterError) -> HTTPException:
                409: {"description": "no saved forecast yet: the planner makes them"},
                503: {"description": "no history store"}},
 )
-def forecast(room: RoomDep, store: StoreDep, line: LineRequired,
+def forecast(room: RoomDep, store: StoreDep, line: LineRequired, response: Response,
              start: Annotated[AwareTime | None, Query(
                  description="first interval, on a quarter hour; default local midnight today",
              )] = None,
              days: Days = 1) -> list[dict[str, Any]]:
     """The saved forecast of ``days`` local days of 15-minute intervals from ``start``.
 
-    Plans (with their forecasts) are made by the planner, never in a request.
+    Plans (with their forecasts) are made by the planner, never in a request. Each row names
+    its method (``X-Forecast-Method`` too); the ``Link`` header points at the backtest that
+    chose it.
     """
     from forecasting.stored import stored_forecast
 
     if store is None:
         raise no_store()
     try:
-        return stored_forecast(store, room, line, start, days, datetime.now(UTC))
+        rows = stored_forecast(store, room, line, start, days, datetime.now(UTC))
+    except PacesetterError as exc:
+        raise domain_error(exc) from None
+    response.headers["X-Forecast-Method"] = str(rows[-1].get("method") or "").split("+")[0]
+    response.headers["Link"] = (f"</api/v1/rooms/{room}/forecast/accuracy?line={line}>; "
+                                'rel="describedby"')
+    return rows
+
+
+@router.get(
+    "/forecast/accuracy",
+    summary="Forecast accuracy: the chosen method's backtest against the simple methods",
+    responses={404: {"description": "unknown room"},
+               409: {"description": "no backtest yet"},
+               503: {"description": "no history store"}},
+)
+def forecast_accuracy(room: RoomDep, store: StoreDep, line: LineRequired) -> dict[str, Any]:
+    """The line's latest rolling-origin backtest: WAPE, MASE and coverage of every method."""
+    from forecasting.stored import stored_accuracy
+
+    if store is None:
+        raise no_store()
+    try:
+        return stored_accuracy(store, room, line)
     except PacesetterError as exc:
         raise domain_error(exc) from None

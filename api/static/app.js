@@ -32,6 +32,7 @@ const state = {
   intervals: {},        // room -> Map(line|start -> record)
   alerts: {},           // room -> Map(id -> firing alert)
   forecasts: {},        // room|line -> rows
+  accuracy: {},         // room|line -> the forecast's backtest (forecast accuracy)
   lastLiveAt: 0,        // Date.now() of the last live message
   source: null,
   chartsDue: false,
@@ -234,6 +235,11 @@ async function loadForecasts(room) {
       state.forecasts[key] = await api(`/api/v1/rooms/${encodeURIComponent(room)}/forecast?line=${encodeURIComponent(line)}&start=${encodeURIComponent(start)}&days=2`);
     } catch (err) {
       state.forecasts[key] = [];
+    }
+    try {
+      state.accuracy[key] = await api(`/api/v1/rooms/${encodeURIComponent(room)}/forecast/accuracy?line=${encodeURIComponent(line)}`);
+    } catch (err) {
+      state.accuracy[key] = null;
     }
   }
 }
@@ -641,7 +647,7 @@ function renderCharts() {
     const f = forecast.find((x) => x.interval_start === r.interval_start);
     return [localHM(r.interval_start), String(r.offered ?? 0), f && isNum(f.calls) ? String(Math.round(f.calls)) : '—'];
   }))}</figure>
-      <figure class="chart"><h3>Service level per 15 min<span class="key">● met &nbsp;▼ missed &nbsp;╌ target ${pct(target, 0)}</span></h3>${serviceChart(records, target, start, end)}${chartTable(`Service level per 15 minutes on line ${line} (target ${pct(target, 0)})`, ['Interval', 'Service level', 'Target'], records.filter((r) => r.service_level && isNum(r.service_level.answered)).map((r) => [localHM(r.interval_start), pct(r.service_level.answered), r.service_level.answered < target ? 'missed' : 'met']))}</figure>`;
+      <figure class="chart"><h3>Service level per 15 min<span class="key">● met &nbsp;▼ missed &nbsp;╌ target ${pct(target, 0)}</span></h3>${serviceChart(records, target, start, end)}${chartTable(`Service level per 15 minutes on line ${line} (target ${pct(target, 0)})`, ['Interval', 'Service level', 'Target'], records.filter((r) => r.service_level && isNum(r.service_level.answered)).map((r) => [localHM(r.interval_start), pct(r.service_level.answered), r.service_level.answered < target ? 'missed' : 'met']))}</figure>${accuracyNote(state.accuracy[`${room}|${line}`])}`;
     box.querySelectorAll('details').forEach((d, i) => { d.open = Boolean(opened[i]); });
   }
 }
@@ -651,6 +657,19 @@ function chartTable(caption, heads, rows) {
   return `<details class="chart-table"><summary>Table<span class="sr-only">: ${esc(caption)}</span></summary>
     <table><caption class="sr-only">${esc(caption)}</caption><thead><tr>${heads.map((h) => `<th scope="col">${esc(h)}</th>`).join('')}</tr></thead>
     <tbody>${rows.slice().reverse().map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`).join('')}</tbody></table></details>`;
+}
+
+function accuracyNote(acc) {
+  // Forecast accuracy: the chosen method's backtest WAPE against what a scheduler would do by hand.
+  if (!acc || !Array.isArray(acc.methods)) return '';
+  const wape = (name) => (acc.methods.find((m) => m.method === name) || {}).wape;
+  const describe = (name) => esc((acc.methods.find((m) => m.method === name) || {}).description || name);
+  const chosen = wape(acc.chosen);
+  const parts = [`<strong>${describe(acc.chosen)}</strong> WAPE ${pct(chosen, 1)}`];
+  if (acc.best_simple && acc.best_simple !== acc.chosen) parts.push(`best simple (${describe(acc.best_simple)}) ${pct(wape(acc.best_simple), 1)}`);
+  if (acc.chosen !== 'seasonal_naive' && acc.best_simple !== 'seasonal_naive') parts.push(`seasonal naive ${pct(wape('seasonal_naive'), 1)}`);
+  if (isNum(acc.noise_floor)) parts.push(`noise floor ${pct(acc.noise_floor, 1)}`);
+  return `<p class="forecast-accuracy muted">Forecast accuracy (${acc.weeks}-week backtest): ${parts.join(' · ')}</p>`;
 }
 
 function xOf(t, start, end) { return PAD.left + ((t - start) / (end - start)) * (W - PAD.left - PAD.right); }

@@ -154,6 +154,28 @@ def test_forecast_per_interval_from_history(planner):
     assert all(r["calls_lower"] <= r["calls"] <= r["calls_upper"] for r in rows)
 
 
+def test_the_forecast_says_its_method_and_the_backtest_that_chose_it(planner):
+    tomorrow = (datetime.now(LONDON) + timedelta(days=1)).replace(
+        hour=0, minute=0, second=0, microsecond=0)
+    response = planner.get("/api/v1/rooms/north/forecast",
+                           params={"line": "999", "start": tomorrow.isoformat(), "days": 1})
+    method = response.headers["X-Forecast-Method"]
+    assert response.json()[0]["method"].split("+")[0] == method
+    assert "/api/v1/rooms/north/forecast/accuracy?line=999" in response.headers["Link"]
+    accuracy = planner.get("/api/v1/rooms/north/forecast/accuracy", params={"line": "999"})
+    assert accuracy.status_code == 200
+    body = accuracy.json()
+    assert body["chosen"] == method and body["weeks"] >= 1
+    wapes = {m["method"]: m["wape"] for m in body["methods"]}
+    assert {"seasonal_naive", "mean_8w", "median_4w", "smoothed_profile"} <= set(wapes)
+    assert {m["kind"] for m in body["methods"]} == {"simple", "model"}
+    assert wapes[method] <= wapes[body["best_simple"]] and body["improvement"] >= 0
+    assert all(0 <= m["coverage"] <= 1 for m in body["methods"])
+    assert 0 < body["noise_floor"] < wapes[method]
+    missing = planner.get("/api/v1/rooms/north/forecast/accuracy", params={"line": "101"})
+    assert missing.status_code == 409 and "no backtest" in missing.json()["detail"]
+
+
 def test_staffing_plan_as_json_and_csv(planner):
     day = (datetime.now(LONDON) + timedelta(days=1)).date().isoformat()
     rows = planner.get("/api/v1/rooms/north/staffing", params={"line": "999", "date": day}).json()
