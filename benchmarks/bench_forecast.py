@@ -10,11 +10,17 @@ Phases, each timed on its own:
         plus the forecast and the staffing plan: what the first run of a week costs;
   warm  forecast + staffing plan with the week's backtests already in the store: the
         everyday run (the figure the issue's target is about).
+  public  the rolling-origin backtest (last four weekly origins, 7-day horizon) on the two
+        real public series in tests/data (Seattle 911 per 15 min, NYC EMS per hour): WAPE of
+        the chosen method and of every simple method, beside the Poisson noise floor.
+
+Ends with one JSON object: ``warm_seconds``, ``cold_seconds``, ``series`` and ``accuracy``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import resource
@@ -22,7 +28,13 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
+
 from forecasting import service
+from forecasting.backtest import backtest_series
+from forecasting.history import MAX_HISTORY_WEEKS
+from forecasting.public_data import SERIES, load_public
+from forecasting.simple import SIMPLE_METHODS
 from forecasting.synthetic import synthetic_intervals
 from services.contract.settings import Settings
 from services.history.store import HistoryStore
@@ -36,6 +48,39 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def public_accuracy() -> dict[str, dict[str, object]]:
+    """Backtest every method on the public series; print and return the figures."""
+    out: dict[str, dict[str, object]] = {}
+    for name in SERIES:
+        series, region = load_public(name)
+        series = series[series.index >= series.index[-1] - pd.Timedelta(weeks=MAX_HISTORY_WEEKS)]
+        t = time.perf_counter()
+        result = backtest_series(series, weeks=4, region_code=region)
+        took = time.perf_counter() - t
+        methods = result["methods"]
+        chosen, simple = result["chosen"], result["best_simple"]
+        improvement = 1 - methods[chosen]["wape"] / methods[simple]["wape"]
+        print(f"public {name} ({result['resolution_minutes']} min, {region}, origins "
+              f"{result['origins'][0][:10]} … {result['origins'][-1][:10]}; {took:.1f} s): "
+              f"chosen {chosen} WAPE {methods[chosen]['wape']:.4f} (coverage "
+              f"{methods[chosen]['coverage']:.3f}), best simple {simple} "
+              f"{methods[simple]['wape']:.4f}: {improvement:+.1%}; Poisson noise floor "
+              f"{result['noise_floor']:.4f}")
+        for method in (chosen, *SIMPLE_METHODS):
+            if method in methods:
+                scores = methods[method]
+                print(f"  {method:<18} WAPE {scores['wape']:.4f}  MASE {scores['mase']:.3f}  "
+                      f"coverage {scores['coverage']:.3f}")
+        out[name] = {
+            "chosen": chosen, "chosen_wape": methods[chosen]["wape"],
+            "chosen_coverage": methods[chosen]["coverage"], "best_simple": simple,
+            "best_simple_wape": methods[simple]["wape"], "improvement": round(improvement, 4),
+            "noise_floor": result["noise_floor"], "seconds": round(took, 1),
+            "wape": {m: s["wape"] for m, s in methods.items()},
+        }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rooms", type=int, default=43)
@@ -43,6 +88,8 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--skip-cold", action="store_true", help="only the warm phase")
+    parser.add_argument("--skip-public", action="store_true",
+                        help="no backtests on the public series")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -87,6 +134,10 @@ def main() -> None:
         print(f"RESULT forecasting+staffing, {len(series)} series: {warm:.1f} s warm"
               + (f", {cold:.1f} s cold" if cold is not None else ""))
         store.close()
+    accuracy = {} if args.skip_public else public_accuracy()
+    print(json.dumps({"series": len(series), "warm_seconds": round(warm, 1),
+                      "cold_seconds": None if cold is None else round(cold, 1),
+                      "accuracy": accuracy}, indent=2))
 
 
 if __name__ == "__main__":

@@ -215,6 +215,28 @@ def goals(results: dict[str, Any], quick: bool) -> dict[str, Any]:
         "forecasting + staffing for 86 series < 60 s", warm, "s",
         warm is not None and warm < 60, "forecast (warm run)",
         None if series in (None, 86) else f"measured for {series} series")
+    replan = None if "error" in forecast else forecast.get("warm_seconds")
+    reselect = None if "error" in forecast else forecast.get("cold_seconds")
+    out["replan"] = goal("daily re-plan of 86 series < 30 s", replan, "s",
+                         isinstance(replan, int | float) and replan < 30, "forecast.warm_seconds")
+    out["reselection"] = goal("weekly re-selection with backtests, 86 series < 60 s", reselect,
+                              "s", isinstance(reselect, int | float) and reselect < 60,
+                              "forecast.cold_seconds")
+    accuracy = forecast.get("accuracy") if isinstance(forecast, dict) else None
+    for name, least in (("nyc", 0.05), ("seattle", 0.0)):
+        figures = (accuracy or {}).get(name) or {}
+        improvement = figures.get("improvement")
+        coverage = figures.get("chosen_coverage")
+        out[f"forecast_accuracy_{name}"] = goal(
+            f"{name}: chosen WAPE ≥ {least:.0%} better than the best simple method, "
+            "90 % intervals cover 85–95 %", improvement, "fraction better",
+            improvement is not None and improvement >= least
+            and coverage is not None and 0.85 <= coverage <= 0.95,
+            f"forecast.accuracy.{name}.improvement",
+            None if not figures else
+            f"chosen {figures.get('chosen')} WAPE {figures.get('chosen_wape')}, best simple "
+            f"{figures.get('best_simple')} {figures.get('best_simple_wape')}, noise floor "
+            f"{figures.get('noise_floor')}, coverage {coverage}")
     if quick:
         for entry in out.values():
             entry["note"] = ((entry.get("note") + "; ") if entry.get("note") else "") + \
