@@ -94,11 +94,6 @@ def public_holidays(year: int, code: str = DEFAULT_REGION) -> dict[date, str]:
                                           years=[year]).items())
 
 
-def bank_holidays(year: int) -> dict[date, str]:
-    """Bank holidays of England and Wales in ``year``."""
-    return public_holidays(year, DEFAULT_REGION)
-
-
 def is_bank_holiday(day: date, code: str = DEFAULT_REGION) -> bool:
     """Whether ``day`` is a public holiday in the region (England and Wales by default)."""
     return day in public_holidays(day.year, code)
