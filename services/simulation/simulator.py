@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from services.contract.errors import PacesetterError
-from services.planning.calendar import is_bank_holiday
+from services.planning.calendar import DEFAULT_REGION, is_bank_holiday, parse_room_regions
 from services.planning.erlang import required_handlers
 
 log = logging.getLogger(__name__)
@@ -283,9 +283,19 @@ def room_name(index: int) -> str:
     return ROOM_NAMES[index] if index < len(ROOM_NAMES) else f"room-{index + 1}"
 
 
+@lru_cache(maxsize=1)
+def _room_regions() -> dict[str, str]:
+    """Rooms' regions (``PACESETTER_ROOM_REGIONS``): whose public holidays shape their demand."""
+    from services.contract.settings import load_settings
+
+    return parse_room_regions(load_settings().room_regions)
+
+
 @lru_cache(maxsize=1 << 17)
-def _hour_rates(hour: int) -> tuple[tuple[float, float, float], ...]:
+def _hour_rates(hour: int, region: str = DEFAULT_REGION) -> tuple[tuple[float, float, float], ...]:
     """Per line, ``(a, b, ceiling)`` of the unit rate ``a + b * fraction`` within a UTC hour.
+
+    Public holidays are the room's region's (the forecasts use the same calendar).
 
     The daily shape is in Europe/London local time, so the quiet early morning moves with BST;
     factors change only at hour boundaries, so each hour's ceiling bounds thinning exactly.
@@ -293,15 +303,15 @@ def _hour_rates(hour: int) -> tuple[tuple[float, float, float], ...]:
     local = datetime.fromtimestamp(hour * HOUR, LONDON)
     hour_of_day, day, weekday = local.hour, local.date(), local.weekday()
     if hour_of_day >= 19:
-        party = weekday in (4, 5) or is_bank_holiday(day + timedelta(days=1))
+        party = weekday in (4, 5) or is_bank_holiday(day + timedelta(days=1), region)
     elif hour_of_day < 4:
-        party = weekday in (5, 6) or is_bank_holiday(day)
+        party = weekday in (5, 6) or is_bank_holiday(day, region)
     else:
         party = False
     new_years_eve = (day.month == 12 and day.day == 31 and hour_of_day >= 19) or (
         day.month == 1 and day.day == 1 and hour_of_day < 5
     )
-    holiday = is_bank_holiday(day)
+    holiday = is_bank_holiday(day, region)
     rates = []
     for model in LINE_MODELS:
         factor = model.weekday[weekday]
@@ -406,6 +416,7 @@ class _Room:
         self.staffing = staffing
         self.start = start
         self.tag = tag
+        self.region = _room_regions().get(name, DEFAULT_REGION)
         room_seed = _derive(seed, name)
         # Separate streams keep demand identical when only staffing changes (what-if runs
         # compare like with like: common random numbers).
@@ -510,7 +521,7 @@ class _Room:
         expovariate, uniform = rng.expovariate, rng.random
         while True:
             hour = int(t // HOUR)
-            a, b, ceiling = _hour_rates(hour)[line]
+            a, b, ceiling = _hour_rates(hour, self.region)[line]
             edge = (hour + 1) * HOUR
             if ceiling <= 0.0:
                 t = edge
@@ -819,7 +830,7 @@ class _Room:
         cached = self.loads.get(hour)
         if cached is not None:
             return cached
-        rates = _hour_rates(hour)
+        rates = _hour_rates(hour, self.region)
         load = calls = 0.0
         for line, model in enumerate(LINE_MODELS):
             a, b, _ = rates[line]

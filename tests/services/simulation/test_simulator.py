@@ -606,3 +606,21 @@ def test_live_mode_publishes_history_then_events_around_now(bootstrap: str):
     assert began - 3600 - 5 <= min(times) <= began - 3000
     assert any(t > began for t in times)
     assert max(times) <= began + 60 * (ended - began) + 5
+
+
+def test_a_rooms_region_sets_its_public_holidays(monkeypatch):
+    # Monday 31 August 2026 is a bank holiday in England and Wales, not in Scotland.
+    from services.simulation import simulator
+
+    def offered_999(regions: str) -> int:
+        monkeypatch.setenv("PACESETTER_ROOM_REGIONS", regions)
+        simulator._room_regions.cache_clear()
+        try:
+            return sum(e["type"] == "call.offered" and e["line"] == "999"
+                       for e in simulate_events(rooms=1, days=1, start=date(2026, 8, 31), seed=6))
+        finally:
+            simulator._room_regions.cache_clear()
+
+    england, scotland = offered_999("north:GB-ENG"), offered_999("north:GB-SCT")
+    # Same random numbers, so the holiday's lift (999: ×1.15) shows without noise.
+    assert england > scotland * 1.05
