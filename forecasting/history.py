@@ -1,9 +1,9 @@
-"""A line's interval history from the store, as a regular 15-minute series for the methods."""
+"""A line's interval history from the store, as a regular series at its own resolution."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -28,7 +28,7 @@ class NotEnoughHistory(PacesetterError):
 
 @dataclass
 class History:
-    """Final intervals of one ``(room, line)`` on a regular UTC quarter-hour grid.
+    """Final intervals of one ``(room, line)`` on a regular UTC grid (15, 30 or 60 minutes).
 
     Records exist only for intervals with at least one call offered, so a missing interval
     counts as 0 calls; a run of missing intervals longer than 24 h is an outage of the feed
@@ -43,17 +43,18 @@ class History:
     aht_seconds: np.ndarray
     abandoned_total: float
     queue_seconds_total: float | None
+    step: pd.Timedelta = field(default=INTERVAL)
 
     @property
     def end(self) -> datetime:
         """The end of the last interval (aware UTC)."""
-        end: datetime = (self.index[-1] + INTERVAL).to_pydatetime()
+        end: datetime = (self.index[-1] + self.step).to_pydatetime()
         return end
 
     @property
     def known_days(self) -> float:
         """Days of history with known demand."""
-        return float(np.isfinite(self.offered).sum()) / 96.0
+        return float(np.isfinite(self.offered).sum()) / (pd.Timedelta(days=1) / self.step)
 
     def series(self) -> pd.Series:
         """Calls offered per interval (NaN where unknown)."""
@@ -64,7 +65,7 @@ class History:
         keep = self.index < cutoff
         return History(self.room, self.line, self.index[keep], self.offered[keep],
                        self.answered[keep], self.aht_seconds[keep], self.abandoned_total,
-                       self.queue_seconds_total)
+                       self.queue_seconds_total, self.step)
 
     def patience_seconds(self) -> float | None:
         """Callers' mean patience: total queue time of all calls / number of abandons.
@@ -121,7 +122,8 @@ def history_from_rows(room: str, line: str, rows: list[tuple]) -> History:  # ty
     )
     frame.index = pd.DatetimeIndex(pd.to_datetime(frame.pop("interval_start"), utc=True))
     frame = frame[~frame.index.duplicated(keep="last")]
-    grid = pd.date_range(frame.index[0], frame.index[-1], freq=INTERVAL)
+    step = _resolution(frame.index)
+    grid = pd.date_range(frame.index[0], frame.index[-1], freq=step)
     regular = frame.reindex(grid)
     missing = regular["offered"].isna().to_numpy()
     offered = regular["offered"].fillna(0.0).to_numpy(dtype=float, copy=True)
@@ -130,7 +132,7 @@ def history_from_rows(room: str, line: str, rows: list[tuple]) -> History:  # ty
     answered = regular["answered"].fillna(regular["offered"]).fillna(0.0).to_numpy(
         dtype=float, copy=True)
     # Runs of missing intervals longer than the gap limit are unknown, not quiet.
-    limit = int(GAP_LIMIT / INTERVAL)
+    limit = int(GAP_LIMIT / step)
     if missing.any():
         run_id = np.cumsum(~missing)
         run_len = pd.Series(missing).groupby(run_id).transform("sum").to_numpy()
@@ -148,4 +150,21 @@ def history_from_rows(room: str, line: str, rows: list[tuple]) -> History:  # ty
     estimate = frame["asa_seconds"] * (frame["answered"].fillna(0) + frame["abandoned"].fillna(0))
     queue = frame["queue_seconds"].fillna(estimate)
     queue_total = float(queue.fillna(0).sum()) if queue.notna().any() else None
-    return History(room, line, grid, offered, answered, aht, abandoned_total, queue_total)
+    return History(room, line, grid, offered, answered, aht, abandoned_total, queue_total, step)
+
+
+def _resolution(index: pd.DatetimeIndex) -> pd.Timedelta:
+    """15 minutes (the stream's), or 30 / 60 for history imported at that resolution.
+
+    Records exist only for intervals with calls, so spacing alone could mistake a quiet
+    15-minute line for an hourly one: a coarser resolution needs every record on its boundary
+    and no two records closer than it.
+    """
+    if len(index) < 2:
+        return INTERVAL
+    closest = pd.Timedelta((index[1:] - index[:-1]).min())
+    minutes = index.minute
+    for step in (60, 30):
+        if closest >= pd.Timedelta(minutes=step) and not (minutes % step).any():
+            return pd.Timedelta(minutes=step)
+    return INTERVAL

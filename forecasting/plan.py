@@ -12,7 +12,15 @@ import pandas as pd
 
 from services.contract.errors import PacesetterError
 from services.contract.events import format_time
-from services.planning.calendar import INTERVAL, INTERVAL_SECONDS, LONDON
+from services.planning.calendar import (
+    DEFAULT_REGION,
+    INTERVAL,
+    INTERVAL_SECONDS,
+    LONDON,
+    SLOTS_PER_DAY,
+    LocalCalendar,
+    utc_range,
+)
 from services.planning.erlang import erlang_a_many, erlang_c_many, required_handlers_many
 
 MIN_REFORECAST_CALLS = 10.0  # below this many forecast calls so far, a ratio is mostly noise
@@ -147,3 +155,53 @@ def _r(value: float | None, places: int) -> float | None:
     if value is None or not np.isfinite(value):
         return None
     return round(float(value), places)
+
+
+def quarter_shares(series: list[pd.Series], region: str = DEFAULT_REGION) -> np.ndarray:
+    """The room's intraday profile: each quarter hour's mean calls, by working and rest day.
+
+    From the room's lines kept per quarter hour (pooled); shape ``(2, 96)``, row 1 rest days.
+    All ones (an even split) when the room has no quarter-hour history.
+    """
+    totals = np.zeros((2, SLOTS_PER_DAY))
+    for one in series:
+        known = one[np.isfinite(one.to_numpy(dtype=float))]
+        if known.empty:
+            continue
+        cal = LocalCalendar(known.index, region)
+        np.add.at(totals, (cal.rest_day.astype(int), cal.slot), known.to_numpy(dtype=float))
+    if totals.sum() <= 0:
+        return np.ones((2, SLOTS_PER_DAY))
+    # A little of the even split keeps a quarter hour the profile never saw from getting 0.
+    return np.asarray(totals + 0.01 * totals.sum() / totals.size)
+
+
+def spread_to_quarters(target: pd.DatetimeIndex, step: pd.Timedelta, calls: np.ndarray,
+                       lower: np.ndarray, upper: np.ndarray, shares: np.ndarray,
+                       region: str = DEFAULT_REGION,
+                       ) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray, np.ndarray]:
+    """Spread a coarser forecast (per half hour or hour) over its quarter hours.
+
+    Each coarse interval's calls are split in proportion to the room's intraday profile
+    (:func:`quarter_shares`) of its quarter hours. Intervals keep their width in √ space,
+    where count noise is about even whatever the volume, so a quarter hour's interval is
+    relatively wider than its hour's, as it should be.
+
+    Returns:
+        Quarter-hour starts and their calls, lower and upper bounds.
+    """
+    if step <= INTERVAL or not len(target):
+        return target, calls, lower, upper
+    quarters = utc_range(target[0].to_pydatetime(), (target[-1] + step).to_pydatetime())
+    parent = np.searchsorted(target.asi8, quarters.asi8, side="right") - 1
+    cal = LocalCalendar(quarters, region)
+    weight = shares[cal.rest_day.astype(int), cal.slot]
+    block = np.bincount(parent, weights=weight, minlength=len(target))
+    share = weight / block[parent]
+    q_calls = calls[parent] * share
+    root = np.sqrt(np.clip(calls, 0, None))
+    down = (root - np.sqrt(np.clip(lower, 0, None)))[parent]
+    up = (np.sqrt(np.clip(upper, 0, None)) - root)[parent]
+    q_root = np.sqrt(q_calls)
+    return (quarters, q_calls, np.clip(q_root - down, 0, None) ** 2,
+            np.maximum((q_root + up) ** 2, q_calls))

@@ -38,14 +38,22 @@ from forecasting.methods import (
 from forecasting.plan import (
     StaffingRules,
     apply_reforecast,
+    quarter_shares,
     reforecast_factor,
+    spread_to_quarters,
     staffing_rows,
 )
 from services.contract.errors import PacesetterError
 from services.contract.events import format_time, parse_time
 from services.contract.settings import Settings
 from services.history.store import PLAN_FIELDS, HistoryStore
-from services.planning.calendar import DEFAULT_REGION, LONDON, local_day_bounds, utc_range
+from services.planning.calendar import (
+    DEFAULT_REGION,
+    INTERVAL,
+    LONDON,
+    local_day_bounds,
+    utc_range,
+)
 from services.planning.erlang import erlang_a, erlang_c
 
 logger = logging.getLogger(__name__)
@@ -95,6 +103,7 @@ class SeriesJob:
     weeks: int = DEFAULT_WEEKS
     method: str | None = None
     region: str = DEFAULT_REGION
+    quarter_shares: list[list[float]] | None = None
 
 
 @dataclass
@@ -199,10 +208,22 @@ def _fit(job: SeriesJob) -> _Fit:
     else:
         method, backtest, is_new = job.method, None, False
     target = utc_range(job.start, job.end)
+    # The forecast is made at the history's resolution; a coarser one is spread over its
+    # quarter hours by the room's intraday profile, so plans are always per quarter hour.
+    step = history.step
+    coarse = utc_range(pd.Timestamp(job.start).floor(step).to_pydatetime(),
+                       pd.Timestamp(job.end).ceil(step).to_pydatetime(), step)
     params = ((backtest or {}).get("methods", {}).get(method) or {}).get("params")
     if method == COMBINATION and params is None:
         method = PROFILE  # asked for by name, without a backtest's weights
-    fc = forecast_calls(method, history.series(), target, params=params, region=job.region)
+    fc = forecast_calls(method, history.series(), coarse, params=params, region=job.region)
+    if step > INTERVAL:
+        shares = np.asarray(job.quarter_shares) if job.quarter_shares is not None else (
+            np.ones((2, 96)))
+        quarters, calls, lower, upper = spread_to_quarters(coarse, step, fc.calls, fc.lower,
+                                                           fc.upper, shares, job.region)
+        keep = (quarters >= target[0]) & (quarters <= target[-1])
+        fc = CallForecast(fc.method, calls[keep], lower[keep], upper[keep], fc.params)
     aht = aht_profile(history.index, history.aht_seconds, history.answered, target)
     return _Fit(method, backtest, is_new, target, fc, aht, history.patience_seconds())
 
@@ -299,11 +320,33 @@ def _job(store: HistoryStore, settings: Settings | None, room: str, line: str,
         for record in store.intervals(room, line, start=max(day_start, start), end=now):
             if isinstance(record.get("offered"), int | float):
                 actual[record["interval_start"]] = float(record["offered"])
+    region = settings.region(room) if settings is not None else DEFAULT_REGION
+    shares = _room_profile(store, room, line, start, region) if _coarse(rows) else None
     return SeriesJob(room, line, rows, start, end, now,
                      rules=_rules(settings, line) if settings is not None else None,
                      cached_backtest=store.latest_backtest(room, line), actual_today=actual,
-                     weeks=weeks, method=method,
-                     region=settings.region(room) if settings is not None else DEFAULT_REGION)
+                     weeks=weeks, method=method, region=region, quarter_shares=shares)
+
+
+def _coarse(rows: list[tuple[Any, ...]]) -> bool:
+    """Whether a line's records are all on the hour or half hour (history kept coarser)."""
+    return bool(rows) and all(str(r[0])[14:16] in ("00", "30") for r in rows[-2000:])
+
+
+def _room_profile(store: HistoryStore, room: str, line: str, before: datetime,
+                  region: str) -> list[list[float]]:
+    """The room's intraday profile from its other lines' last eight weeks of quarter hours."""
+    series = []
+    for other_room, other in store.rooms_lines():
+        if other_room != room or other == line:
+            continue
+        rows = store.interval_series(room, other, start=before - timedelta(weeks=8),
+                                     end=before, final_only=True)
+        if rows:
+            history = history_from_rows(room, other, rows)
+            if history.step == INTERVAL:
+                series.append(history.series())
+    return quarter_shares(series, region).tolist()
 
 
 def _finish(store: HistoryStore, outcome: SeriesOutcome, save_plan: bool) -> None:

@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 
 INTERVAL_COLUMNS = ("room", "line", "interval_start", "offered")
 INTERVAL_OPTIONAL = ("aht_seconds", "answered", "abandoned", "asa_seconds", "queue_seconds")
+# History kept at a coarser resolution than quarter hours (an hourly export) is imported as is:
+# forecasts work at the history's resolution and staffing spreads them over quarter hours.
+INTERVAL_MINUTES = (15, 30, 60)
 CALL_KEYS = ("offered_at", "answered_at", "abandoned_at", "ended_at", "line", "room")
 CALL_OPTIONAL_KEYS = ("wrap_seconds",)
 _BATCH = 2000
@@ -160,7 +163,8 @@ def import_intervals(store: HistoryStore, path: str | Path,
     """Import interval counts from a CSV with columns ``room,line,interval_start,offered``.
 
     Optional columns: ``aht_seconds``, ``answered``, ``abandoned``, ``asa_seconds``,
-    ``queue_seconds``. Rows become final interval records (idempotent: importing again
+    ``queue_seconds``, and ``interval_minutes`` (15, 30 or 60; default 15) for history kept
+    per half hour or hour. Rows become final interval records (idempotent: importing again
     replaces them). Bad rows are reported as ``line N: column X: problem`` and skipped; the
     rest is imported.
 
@@ -217,13 +221,19 @@ def _interval_record(row: dict[str, str], zone: ZoneInfo | None) -> dict[str, An
     line = _name(row, "line", LINE_RE)
     start = _time(row, "interval_start", zone, required=True)
     assert start is not None
-    if start != interval_floor(start):
-        raise RowError("interval_start", f"{format_time(start)} is not on a quarter hour "
-                                         "(:00, :15, :30 or :45)")
+    minutes = 15
+    if (row.get("interval_minutes") or "").strip():
+        minutes = int(_number(row, "interval_minutes", integer=True) or 0)
+        if minutes not in INTERVAL_MINUTES:
+            raise RowError("interval_minutes", f"{minutes} is not 15, 30 or 60")
+    if start != interval_floor(start) or start.minute % minutes:
+        where = "a quarter hour (:00, :15, :30 or :45)" if minutes == 15 else (
+            f"a {minutes}-minute boundary")
+        raise RowError("interval_start", f"{format_time(start)} is not on {where}")
     offered = _number(row, "offered", integer=True, required=True)
     record: dict[str, Any] = {
         "room": room, "line": line, "interval_start": format_time(start),
-        "interval_end": format_time(start + timedelta(seconds=INTERVAL_SECONDS)),
+        "interval_end": format_time(start + timedelta(minutes=minutes)),
         "final": True, "definitions_version": 1, "source": "import:intervals",
         "offered": offered,
     }
