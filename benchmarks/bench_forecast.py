@@ -3,7 +3,7 @@
 Run: .venv/bin/python benchmarks/bench_forecast.py [--rooms 43] [--weeks 8] [--days 14] [--jobs N]
 
 Prints wall time and CPU time: the machine is shared, so CPU-seconds / cores is the figure on
-idle cores. Install ujson and stanio (CmdStan's data writer) uses it: about 20 % less CPU.
+idle cores. ujson (a dependency) makes stanio, CmdStan's data writer, several times faster.
 
 Phases, each timed on its own:
   cold  method selection (4-week rolling backtest of Prophet and both baselines, per series)
