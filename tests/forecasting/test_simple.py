@@ -104,3 +104,16 @@ def test_the_poisson_floor_is_the_error_of_a_perfect_forecast_of_the_mean():
     actual = rng.poisson(lam).astype(float)
     floor = poisson_floor(lam, actual)
     assert floor == pytest.approx(np.abs(actual - lam).sum() / actual.sum(), rel=0.01)
+
+
+def test_a_single_burst_is_capped_before_prophet_sees_it():
+    from forecasting.prophet_model import tame_bursts
+
+    series = weekly_series("2026-01-05", 4, "15min", "Europe/London")
+    root = np.sqrt(series.to_numpy())
+    burst = 1000
+    root[burst] = np.sqrt(226.0)
+    tamed = tame_bursts(root, LocalCalendar(series.index))
+    assert tamed[burst] < np.sqrt(60)  # capped near its usual level
+    others = np.arange(len(root)) != burst
+    assert np.mean(tamed[others] != root[others]) < 0.01  # ordinary intervals untouched
