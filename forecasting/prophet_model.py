@@ -10,7 +10,15 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from services.planning.calendar import DEFAULT_REGION, LocalCalendar, holiday_frame
+from forecasting.baselines import noise_sd
+from forecasting.plan import quarter_shares, spread_to_quarters
+from services.planning.calendar import (
+    DEFAULT_REGION,
+    LocalCalendar,
+    holiday_frame,
+    step_of,
+    utc_range,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -105,11 +113,51 @@ def _frame(cal: LocalCalendar) -> pd.DataFrame:
     return pd.DataFrame({"ds": cal.local, "rest": cal.rest_day, "work": ~cal.rest_day})
 
 
+HOUR = pd.Timedelta(hours=1)
+
+
 def prophet_forecast(history: pd.Series, target: pd.DatetimeIndex,
                      interval_width: float = INTERVAL_WIDTH,
                      uncertainty_samples: int = UNCERTAINTY_SAMPLES,
                      init: dict[str, Any] | None = None,
                      region: str = DEFAULT_REGION) -> ProphetResult:
+    """Prophet's forecast; history finer than an hour is fitted per hour and spread back.
+
+    A fit on hourly sums costs a quarter of one on quarter hours (Prophet's time grows with
+    the rows) and loses nothing Prophet models well: its daily shapes are smooth, and the
+    line's own quarter-hour profile splits each hour back (as staffing does for hourly
+    history). See :func:`_prophet_fit` for the model.
+    """
+    step = step_of(history.index)
+    if step >= HOUR or not len(target):
+        return _prophet_fit(history, target, interval_width, uncertainty_samples, init, region)
+    known = history.notna().astype(float)
+    per_hour = int(HOUR / step)
+    grouped = history.fillna(0).groupby(history.index.floor(HOUR))
+    hourly = grouped.sum().where(known.groupby(history.index.floor(HOUR)).sum() == per_hour)
+    hours = utc_range(target[0].floor(HOUR).to_pydatetime(),
+                      (target[-1] + step).ceil(HOUR).to_pydatetime(), HOUR)
+    fit = _prophet_fit(hourly, hours, interval_width, uncertainty_samples, init, region)
+    recent = history[history.index >= history.index[-1] - pd.Timedelta(weeks=8)]
+    shares = quarter_shares([recent], region)
+    quarters, calls, lower, upper = spread_to_quarters(hours, HOUR, fit.calls, fit.lower,
+                                                       fit.upper, shares, region)
+    if uncertainty_samples:
+        # A quarter hour's own count noise (in √ space, from week-on-week differences) is the
+        # least its interval holds: an hour's fit sees only the smoother hourly sums.
+        half = float(norm.ppf(0.5 + interval_width / 2.0)) * noise_sd(recent)
+        root = np.sqrt(calls)
+        lower = np.minimum(lower, np.clip(root - half, 0, None) ** 2)
+        upper = np.maximum(upper, (root + half) ** 2)
+    keep = np.isin(quarters.asi8, target.asi8)
+    return ProphetResult(calls[keep], lower[keep], upper[keep], fit.params)
+
+
+def _prophet_fit(history: pd.Series, target: pd.DatetimeIndex,
+                 interval_width: float = INTERVAL_WIDTH,
+                 uncertainty_samples: int = UNCERTAINTY_SAMPLES,
+                 init: dict[str, Any] | None = None,
+                 region: str = DEFAULT_REGION) -> ProphetResult:
     """Fit Prophet to a line's history and forecast the target intervals.
 
     The model: linear trend, weekly seasonality, separate daily shapes for working days and
