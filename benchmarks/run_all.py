@@ -215,15 +215,20 @@ def goals(results: dict[str, Any], quick: bool) -> dict[str, Any]:
         "forecasting + staffing for 86 series < 60 s", warm, "s",
         warm is not None and warm < 60, "forecast (warm run)",
         None if series in (None, 86) else f"measured for {series} series")
-    replan = None if "error" in forecast else forecast.get("warm_idle_seconds")
-    reselect = None if "error" in forecast else forecast.get("cold_idle_seconds")
-    idle = "CPU-seconds / cores: the time on idle cores of this shared machine"
+    # Judged on wall time, as a scheduler waits for it; the CPU-seconds / cores figure beside
+    # it tells what the run would take on idle cores when the machine was shared.
+    replan = None if "error" in forecast else forecast.get("warm_seconds")
+    reselect = None if "error" in forecast else forecast.get("cold_seconds")
+
+    def idle(name: str) -> str:
+        return f"{forecast.get(name)} s of CPU per core (the time on idle cores)"
+
     out["replan"] = goal("daily re-plan of 86 series < 30 s", replan, "s",
                          isinstance(replan, int | float) and replan < 30,
-                         "forecast.warm_idle_seconds", idle)
+                         "forecast.warm_seconds", idle("warm_idle_seconds"))
     out["reselection"] = goal("weekly re-selection with backtests, 86 series < 60 s", reselect,
                               "s", isinstance(reselect, int | float) and reselect < 60,
-                              "forecast.cold_idle_seconds", idle)
+                              "forecast.cold_seconds", idle("cold_idle_seconds"))
     accuracy = forecast.get("accuracy") if isinstance(forecast, dict) else None
     for name, least in (("nyc", 0.05), ("seattle", 0.0)):
         figures = (accuracy or {}).get(name) or {}
