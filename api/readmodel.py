@@ -26,6 +26,7 @@ import orjson
 
 from services.contract.events import format_time
 from services.contract.settings import Settings
+from services.kafka.clients import security
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +195,8 @@ class ReadModel:
         try:
             await loop.run_in_executor(None, lambda: ensure_topics(
                 self.settings.bootstrap_servers, list(self.topics), self.settings.partitions,
-                self.settings.replication_factor, self.settings.output_topic_configs()))
+                self.settings.replication_factor, self.settings.output_topic_configs(),
+                settings=self.settings))
         except Exception as exc:  # noqa: BLE001 - may lack admin rights: wait for the worker
             log.info("read model could not create topics (%s); waiting for them", exc)
 
@@ -212,6 +214,7 @@ class ReadModel:
             request_timeout_ms=10000,
             retry_backoff_ms=200,
             client_id="pacesetter-api",
+            **security(self.settings).aiokafka(),
         )
         try:
             await consumer.start()

@@ -37,7 +37,7 @@ def open_store(settings: Settings) -> LazyStore:
 
 def prepare_topics(settings: Settings) -> None:
     """Create the topics the worker reads and writes, if missing."""
-    wait_for_kafka(settings.bootstrap_servers, 30)
+    wait_for_kafka(settings.bootstrap_servers, 30, settings=settings)
     ensure_topics(
         settings.bootstrap_servers,
         [settings.topic_events, settings.topic_intervals, settings.topic_live,
@@ -45,6 +45,7 @@ def prepare_topics(settings: Settings) -> None:
         settings.partitions,
         settings.replication_factor,
         settings.output_topic_configs(),
+        settings=settings,
     )
 
 

@@ -29,6 +29,7 @@ from services.figures.kpis import interval_start
 from services.figures.live import PlanLookup, live_state
 from services.history.sink import HistorySink
 from services.kafka.broker import ensure_topics
+from services.kafka.clients import KafkaSecurity, security
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ class StreamWorker:
         self.partitioner = DefaultPartitioner()  # what AIOKafkaProducer uses by default
         self.partition_cache: dict[tuple[str, bytes], int] = {}
         self.partition_counts: dict[str, int] = {}
+        self.kafka: KafkaSecurity = security(settings)  # how every client here connects
 
     # ------------------------------------------------------------ lifecycle
 
@@ -116,6 +118,7 @@ class StreamWorker:
             max_batch_size=1 << 20,
             max_request_size=8 << 20,
             acks="all",
+            **self.kafka.aiokafka(),
         )
         await self.producer.start()
 
@@ -164,6 +167,7 @@ class StreamWorker:
             auto_offset_reset="earliest",
             fetch_max_wait_ms=50,
             max_partition_fetch_bytes=16 << 20,
+            **self.kafka.aiokafka(),
         )
         engine = Engine(self.settings)
         committed = 0
@@ -247,7 +251,7 @@ class StreamWorker:
                           [settings.topic_events, settings.topic_intervals, settings.topic_live,
                            settings.topic_alerts, settings.topic_deadletter],
                           settings.partitions, settings.replication_factor,
-                          settings.output_topic_configs())
+                          settings.output_topic_configs(), settings=settings)
         except Exception as exc:  # noqa: BLE001 - the rebuild reports the outage if it persists
             log.warning("could not check the topics at %s: %s", settings.bootstrap_servers, exc)
 
@@ -299,7 +303,8 @@ class StreamWorker:
         caught: set[str] = set()
         tp = TopicPartition(self.settings.topic_events, state.partition)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_list,
-                                    enable_auto_commit=False, fetch_max_wait_ms=50)
+                                    enable_auto_commit=False, fetch_max_wait_ms=50,
+                                    **self.kafka.aiokafka())
         await consumer.start()
         try:
             consumer.assign([tp])

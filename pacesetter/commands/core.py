@@ -77,9 +77,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     settings = load_settings()
     bootstrap = args.bootstrap or settings.bootstrap_servers
     key = _caller_key(args.hash_callers)
-    wait_for_kafka(bootstrap, 15)
+    wait_for_kafka(bootstrap, 15, settings=settings)
     ensure_topics(bootstrap, [settings.topic_events], settings.partitions,
-                  settings.replication_factor)
+                  settings.replication_factor, settings=settings)
     counts = replay_file(
         args.file,
         bootstrap,
@@ -88,6 +88,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         speed=args.speed,
         caller_key=key,
         progress=sys.stderr.isatty(),
+        settings=settings,
     )
     print(f"{counts.published} published, {counts.invalid} invalid "
           f"({counts.duplicates} duplicates) to {settings.topic_events} at {bootstrap}")

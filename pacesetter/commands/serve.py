@@ -25,6 +25,7 @@ from typing import IO, Any
 from services.contract.errors import PacesetterError
 from services.contract.settings import Settings, load_settings
 from services.kafka.broker import BrokerError, free_port, port_is_free
+from services.kafka.clients import check_access
 
 
 class ServeError(PacesetterError):
@@ -104,6 +105,9 @@ def cmd_api(args: argparse.Namespace) -> int:
     if not port_is_free(settings.api_host, settings.api_port):
         raise ServeError(f"port {settings.api_port} on {settings.api_host} is in use: "
                          "choose another with --api-port")
+    # A refused certificate or login stops here, naming the setting; a broker not up yet is
+    # waited for by the read model (the API answers "not ready" meanwhile).
+    check_access(settings, timeout_seconds=3, require_answer=False)
     app = create_app(settings, store=open_store(settings))
     # The read model holds many long-lived records: with the default thresholds the cyclic
     # collector walks them all often enough to show in the p99 of large answers.
@@ -419,6 +423,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             broker = sup.start(Child("embedded broker", ["broker", "--port", str(port)]),
                                capture=True)
             bootstrap = sup.wait_for_line(broker, "bootstrap:", 60)
+            # the embedded broker is plaintext on loopback, whatever a force's Kafka needs
+            for name in [n for n in sup.env if n.startswith("PACESETTER_KAFKA_S")]:
+                del sup.env[name]
+        else:
+            # a refused certificate or login stops here, naming the setting, not in a child
+            check_access(settings, bootstrap, 30)
         sup.env["PACESETTER_BOOTSTRAP_SERVERS"] = bootstrap
         sup.start(Child("stream worker", ["worker", "--bootstrap", bootstrap]))
         sup.start(Child("API", ["api", "--bootstrap", bootstrap, "--api-host", settings.api_host,

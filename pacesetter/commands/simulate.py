@@ -102,8 +102,9 @@ def _live(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     topic = args.topic or settings.topic_events
-    wait_for_kafka(args.bootstrap, 15)
-    ensure_topics(args.bootstrap, [topic], settings.partitions, settings.replication_factor)
+    wait_for_kafka(args.bootstrap, 15, settings=settings)
+    ensure_topics(args.bootstrap, [topic], settings.partitions, settings.replication_factor,
+                  settings=settings)
     stop = threading.Event()
     previous: dict[signal.Signals, Any] = {}
     if threading.current_thread() is threading.main_thread():
@@ -115,7 +116,7 @@ def _live(args: argparse.Namespace) -> int:
         count = stream_live(args.bootstrap, topic, rooms=args.rooms, seed=args.seed,
                             scale=args.scale, speed=args.speed or 1.0,
                             backfill_hours=args.backfill_hours or 0.0, stop=stop,
-                            staffing=args.staffing)
+                            staffing=args.staffing, settings=settings)
     finally:
         for signum, restore in previous.items():
             signal.signal(signum, restore)

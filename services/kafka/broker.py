@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 
 from services.contract.errors import PacesetterError
+from services.contract.settings import Settings
+from services.kafka.clients import check_access, security
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +50,27 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_kafka(bootstrap: str, timeout_seconds: float = 30.0) -> None:
+def _admin_options(settings: Settings | None) -> dict[str, object]:
+    return security(settings).kafka_python() if settings is not None else {}
+
+
+def wait_for_kafka(bootstrap: str, timeout_seconds: float = 30.0,
+                   settings: Settings | None = None) -> None:
     """Block until a Kafka broker answers a metadata request at ``bootstrap``.
+
+    With ``settings``, connects as they say (TLS, SASL), and a refused certificate or login
+    stops at once with a message naming the setting to fix.
 
     Raises:
         BrokerError: no answer within the timeout.
+        KafkaAccessError: the broker refused the connection's certificate or login.
     """
     from kafka import KafkaAdminClient
 
     deadline = time.monotonic() + timeout_seconds
+    options = _admin_options(settings)
+    if settings is not None:
+        check_access(settings, bootstrap, timeout_seconds)
     last: Exception | None = None
     while time.monotonic() < deadline:
         # kafka-python 3 spends bootstrap_timeout_ms (30 s by default) on the first attempt
@@ -69,7 +83,7 @@ def wait_for_kafka(bootstrap: str, timeout_seconds: float = 30.0) -> None:
         )
         try:
             admin = KafkaAdminClient(
-                bootstrap_servers=bootstrap, request_timeout_ms=3000, **bounded
+                bootstrap_servers=bootstrap, request_timeout_ms=3000, **bounded, **options
             )
             try:
                 admin.list_topics()
@@ -87,16 +101,19 @@ def wait_for_kafka(bootstrap: str, timeout_seconds: float = 30.0) -> None:
 def ensure_topics(
     bootstrap: str, topics: Sequence[str], partitions: int, replication_factor: int = 1,
     configs: Mapping[str, Mapping[str, str]] | None = None,
+    settings: Settings | None = None,
 ) -> list[str]:
     """Create the missing topics, with their ``configs`` (topic -> config); return those created.
 
     Existing topics keep their configs: ``deploy/kafka/create-topics.sh`` re-applies them.
+    ``settings`` say how to connect (TLS, SASL); without them, plaintext (the embedded broker).
     """
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000,
+                             **_admin_options(settings))
     try:
         existing = set(admin.list_topics())
         missing = [t for t in topics if t not in existing]

@@ -16,6 +16,8 @@ import orjson
 from services.contract.errors import PacesetterError
 from services.contract.events import Event, InvalidEvent, encode_batch, iter_jsonl, parse_event
 from services.contract.privacy import redact
+from services.contract.settings import Settings
+from services.kafka.clients import security
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +131,8 @@ class Publisher:
     does). One in-flight request per connection keeps a room's batches in order on retries.
     """
 
-    def __init__(self, bootstrap: str, topic: str, batch_events: int = BATCH_EVENTS):
+    def __init__(self, bootstrap: str, topic: str, batch_events: int = BATCH_EVENTS,
+                 settings: Settings | None = None):
         from kafka import KafkaProducer
 
         self.topic = topic
@@ -143,6 +146,7 @@ class Publisher:
             batch_size=1 << 20,
             max_request_size=8 << 20,
             compression_type=None,
+            **(security(settings).kafka_python() if settings is not None else {}),
         )
         self.pending: dict[str, list[Event]] = {}
         self.futures: list[tuple[Any, int]] = []
@@ -203,6 +207,7 @@ def replay_file(
     caller_key: bytes | None = None,
     progress: bool = False,
     sleep: Callable[[float], None] = time.sleep,
+    settings: Settings | None = None,
 ) -> FileCounts:
     """Publish a JSONL file's valid events; invalid lines are reported and not published.
 
@@ -216,13 +221,14 @@ def replay_file(
         caller_key: key for ``--hash-callers``.
         progress: show a progress bar (on a terminal).
         sleep: injected for tests.
+        settings: how to connect (TLS, SASL); without them, plaintext.
     """
     counts = FileCounts()
     try:  # before connecting: a missing file is the user's error, not a traceback
         size = Path(path).stat().st_size if str(path) != "-" else None
     except OSError as exc:
         raise IngestError(f"cannot read {path}: {exc.strerror}") from None
-    publisher = Publisher(bootstrap, topic)
+    publisher = Publisher(bootstrap, topic, settings=settings)
     bar = None
     if progress and size:
         from tqdm import tqdm

@@ -1161,6 +1161,7 @@ def stream_live(
     stop: threading.Event | None = None,
     *,
     staffing: float = 1.0,
+    settings: Any = None,
 ) -> int:
     """Publish simulated events live to Kafka until ``stop`` is set.
 
@@ -1177,6 +1178,7 @@ def stream_live(
         seed: as for :func:`simulate_events`.
         scale: as for :func:`simulate_events`.
         speed: simulated seconds per wall-clock second after the backfill.
+        settings: how to connect to Kafka (TLS, SASL); without them, plaintext.
         backfill_hours: hours of history to publish first.
         stop: set it to end the run; ``None`` runs until interrupted.
         staffing: as for :func:`simulate_events`.
@@ -1198,7 +1200,7 @@ def stream_live(
     origin = time.time()
     start_ms = int((origin - backfill_hours * HOUR) * 1000)
     events = _merged(rooms, start_ms, None, seed, scale, staffing)
-    publisher = Publisher(bootstrap, topic)
+    publisher = Publisher(bootstrap, topic, settings=settings)
     pending: dict[str, list[dict[str, Any]]] = {}
     dumps = orjson.dumps
 

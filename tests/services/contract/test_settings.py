@@ -196,3 +196,70 @@ def test_secrets_never_show_in_repr_or_str(monkeypatch: pytest.MonkeyPatch) -> N
                  str(settings.caller_key), repr(settings.tokens()), str(settings.model_dump())):
         assert "caller-key-do-not-print" not in text
         assert "token-do-not-print" not in text
+
+
+def test_kafka_connections_are_plaintext_unless_asked() -> None:
+    settings = load_settings()
+    assert settings.kafka_security_protocol == "PLAINTEXT"
+    assert settings.kafka_fetch_max_wait_ms < 500  # sub-second freshness
+
+
+def test_sasl_without_a_username_fails_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PACESETTER_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("PACESETTER_KAFKA_SASL_PASSWORD", "secret")
+    fails_naming("PACESETTER_KAFKA_SASL_USERNAME")
+
+
+def test_sasl_needs_exactly_one_password(monkeypatch: pytest.MonkeyPatch,
+                                         tmp_path: os.PathLike[str]) -> None:
+    monkeypatch.setenv("PACESETTER_KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+    monkeypatch.setenv("PACESETTER_KAFKA_SASL_USERNAME", "pacesetter")
+    fails_naming("PACESETTER_KAFKA_SASL_PASSWORD", "PACESETTER_KAFKA_SASL_PASSWORD_FILE")
+    secret = f"{tmp_path}/password"
+    with open(secret, "w") as handle:
+        handle.write("from-a-file\n")
+    monkeypatch.setenv("PACESETTER_KAFKA_SASL_PASSWORD_FILE", secret)
+    assert load_settings().kafka_sasl_secret() == "from-a-file"
+    monkeypatch.setenv("PACESETTER_KAFKA_SASL_PASSWORD", "also-given")
+    fails_naming("PACESETTER_KAFKA_SASL_PASSWORD_FILE")
+
+
+def test_an_unknown_security_protocol_or_mechanism_fails_naming_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PACESETTER_KAFKA_SECURITY_PROTOCOL", "TLS")
+    fails_naming("PACESETTER_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("PACESETTER_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("PACESETTER_KAFKA_SASL_MECHANISM", "GSSAPI")
+    fails_naming("PACESETTER_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+
+
+def test_a_missing_ca_file_fails_naming_it(monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: os.PathLike[str]) -> None:
+    monkeypatch.setenv("PACESETTER_KAFKA_SECURITY_PROTOCOL", "SSL")
+    monkeypatch.setenv("PACESETTER_KAFKA_SSL_CA_FILE", f"{tmp_path}/no-such-ca.pem")
+    fails_naming("PACESETTER_KAFKA_SSL_CA_FILE", "no-such-ca.pem")
+
+
+def test_tls_files_without_tls_fail_naming_the_protocol(monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: os.PathLike[str]) -> None:
+    ca = f"{tmp_path}/ca.pem"
+    open(ca, "w").close()
+    monkeypatch.setenv("PACESETTER_KAFKA_SSL_CA_FILE", ca)
+    fails_naming("PACESETTER_KAFKA_SECURITY_PROTOCOL", "PACESETTER_KAFKA_SSL_CA_FILE")
+
+
+def test_a_client_certificate_needs_its_key(monkeypatch: pytest.MonkeyPatch,
+                                            tmp_path: os.PathLike[str]) -> None:
+    cert = f"{tmp_path}/client.pem"
+    open(cert, "w").close()
+    monkeypatch.setenv("PACESETTER_KAFKA_SECURITY_PROTOCOL", "SSL")
+    monkeypatch.setenv("PACESETTER_KAFKA_SSL_CERT_FILE", cert)
+    fails_naming("PACESETTER_KAFKA_SSL_KEY_FILE")
+
+
+def test_fetch_wait_and_metrics_port_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PACESETTER_KAFKA_FETCH_MAX_WAIT_MS", "-1")
+    fails_naming("PACESETTER_KAFKA_FETCH_MAX_WAIT_MS")
+    monkeypatch.setenv("PACESETTER_KAFKA_FETCH_MAX_WAIT_MS", "50")
+    monkeypatch.setenv("PACESETTER_WORKER_METRICS_PORT", "70000")
+    fails_naming("PACESETTER_WORKER_METRICS_PORT")
