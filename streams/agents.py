@@ -32,7 +32,7 @@ def register(app: faust.App, worker: StreamWorker) -> None:
         async for event in manual.events():
             message = event.message
             if await worker.handle(message.partition, message.offset, message.key,
-                                   message.value):
+                                   message.value, int((message.timestamp or 0) * 1000)):
                 worker.hold(functools.partial(manual.ack, event))
             else:
                 await manual.ack(event)

@@ -7,11 +7,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from services.contract.settings import Settings
+import faust
+from faust.types import TP
+
+from services.contract.settings import Settings, SettingsError
 from services.history.store import LazyStore, StoreUnavailable
 from services.kafka.broker import ensure_topics, wait_for_kafka
 from streams import agents
-from streams.app import create_app
+from streams.app import create_app, live_fetch_wait_ms
+from streams.observe import WorkerObserver
 from streams.worker import StreamWorker
 
 log = logging.getLogger(__name__)
@@ -59,10 +63,41 @@ def run_worker(settings: Settings, store: Any = None) -> None:
     gc.set_threshold(*GC_THRESHOLDS)
     worker = StreamWorker(settings, store=store if store is not None else open_store(settings),
                           group_id=settings.worker_id, freeze_gc=True)
+    observer = WorkerObserver(worker, fetch_wait=lambda: live_fetch_wait_ms(app))
+    if settings.worker_metrics_port:
+        try:
+            observer.listen(settings.worker_metrics_host, settings.worker_metrics_port)
+        except OSError as exc:
+            raise SettingsError(
+                f"PACESETTER_WORKER_METRICS_PORT: cannot listen on {settings.worker_metrics_host}:"
+                f"{settings.worker_metrics_port} ({exc.strerror}): give each worker on a host a "
+                "port of its own, or 0 for none") from None
     agents.register(app, worker)
+    topic = settings.topic_events
+
+    def highwater(partition: int) -> int | None:
+        try:
+            return int(app.consumer.highwater(TP(topic, partition)))
+        except Exception:  # noqa: BLE001 - no consumer yet, or not fetched yet
+            return None
+
+    worker.highwater = highwater
+
+    class CommitSensor(faust.Sensor):
+        """Notes each completed offset commit: the worker's last-commit age."""
+
+        def on_commit_completed(self, consumer: Any, state: Any) -> None:  # noqa: ARG002
+            observer.committed()
+
+    app.sensors.add(CommitSensor())
+
+    @app.task
+    async def observe() -> None:
+        await observer.start()
 
     @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def close(sender: Any, **kwargs: Any) -> None:  # noqa: ARG001
+        await observer.stop()
         await worker.stop()
 
     log.info("worker %s consuming %s at %s", settings.worker_id, settings.topic_events,

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from services.alerts.book import AlertBook
@@ -61,6 +62,15 @@ class PartitionState:
         self.ready = asyncio.Event()
         self.applied_upto = 0  # next offset to apply
         self.rooms: set[str] = set()
+        # what /metrics shows of it (streams/observe.py)
+        self.rebuild_messages = 0
+        self.rebuild_started = time.monotonic()
+        self.rebuild_ended: float | None = None
+        self.newest_event_ms = 0  # Kafka timestamp of the newest applied message
+
+    def rebuild_seconds(self) -> float:
+        """How long the latest rebuild took, or has taken so far."""
+        return (self.rebuild_ended or time.monotonic()) - self.rebuild_started
 
 
 class StreamWorker:
@@ -107,6 +117,15 @@ class StreamWorker:
         self.partition_cache: dict[tuple[str, bytes], int] = {}
         self.partition_counts: dict[str, int] = {}
         self.kafka: KafkaSecurity = security(settings)  # how every client here connects
+        # what /metrics shows (streams/observe.py); counts only ever grow
+        self.rebuilds: dict[int, int] = {}
+        self.events_applied = 0
+        self.rebuild_messages_total = 0
+        self.dead_letters_by_reason: dict[str, int] = {}
+        self.sends_failing = False
+        # the end offset of an events partition as the group consumer last saw it (the
+        # runner points this at Faust's consumer)
+        self.highwater: Callable[[int], int | None] = lambda _partition: None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -121,6 +140,21 @@ class StreamWorker:
             **self.kafka.aiokafka(),
         )
         await self.producer.start()
+
+    async def broker_connected(self) -> bool:
+        """Whether the broker answers the producer now and took its latest sends."""
+        producer = self.producer
+        if producer is None or self.sends_failing:
+            return False
+        client = producer.client
+        nodes = [broker.nodeId for broker in client.cluster.brokers()]
+        try:
+            for node in nodes:
+                if await asyncio.wait_for(client.ready(node), 2.0):
+                    return True
+        except (TimeoutError, OSError, KafkaError):
+            pass
+        return False
 
     async def stop(self) -> None:
         """Flush, wait for every acknowledgement and the history sink, and close."""
@@ -158,7 +192,8 @@ class StreamWorker:
 
     async def _rebuild(self, state: PartitionState) -> None:
         """Replay the partition from the start of the events topic into a fresh engine."""
-        started = time.monotonic()
+        started = state.rebuild_started = time.monotonic()
+        self.rebuilds[state.partition] = self.rebuilds.get(state.partition, 0) + 1
         tp = TopicPartition(self.settings.topic_events, state.partition)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.bootstrap_list,
@@ -210,6 +245,9 @@ class StreamWorker:
                                    self._source(tp.partition, message.offset))
                     last = message.offset
                     count += 1
+                    state.newest_event_ms = max(state.newest_event_ms, message.timestamp or 0)
+                state.rebuild_messages = count
+                self.rebuild_messages_total += len(messages)
         finally:
             await consumer.stop()
         state.applied_upto = last + 1 if count else 0
@@ -239,6 +277,7 @@ class StreamWorker:
             gc.collect(1)
             gc.freeze()
         state.ready.set()
+        state.rebuild_ended = time.monotonic()
         log.info(
             "partition %d rebuilt: %d messages, %d rooms in %.2f s (committed offset %d)",
             state.partition, count, len(state.rooms), time.monotonic() - started, committed,
@@ -260,8 +299,11 @@ class StreamWorker:
 
     # -------------------------------------------------------------- events
 
-    async def handle(self, partition: int, offset: int, key: bytes | None, value: bytes) -> bool:
+    async def handle(self, partition: int, offset: int, key: bytes | None, value: bytes,
+                     timestamp_ms: int = 0) -> bool:
         """Apply one message of the events topic exactly once.
+
+        ``timestamp_ms`` is the message's Kafka timestamp: the worker's lag in seconds.
 
         Returns:
             True when the message left dead letters for the next flush: acknowledge it
@@ -280,6 +322,8 @@ class StreamWorker:
             caught = await self._catch_up(state, offset)
         touched = self.engine.process(value, self.clock(), key, self._source(partition, offset))
         state.applied_upto = offset + 1
+        self.events_applied += 1
+        state.newest_event_ms = max(state.newest_event_ms, timestamp_ms)
         for room in touched:
             if room not in self.room_partition:
                 self.room_partition[room] = partition
@@ -320,6 +364,8 @@ class StreamWorker:
                         message.value or b"", self.clock(), message.key,
                         self._source(state.partition, message.offset))
                     state.applied_upto = message.offset + 1
+                    self.events_applied += 1
+                    state.newest_event_ms = max(state.newest_event_ms, message.timestamp or 0)
                     self.live_dirty |= touched
                     caught |= touched
                     for room in touched:
@@ -389,6 +435,7 @@ class StreamWorker:
         if not all(f.done() for f in sends):  # as a rule they are: no need to yield
             await asyncio.wait(sends)
         failed = [e for e in map(_failure, sends) if e is not None]
+        self.sends_failing = bool(failed)
         if failed:
             # Records are facts keyed by identity: the rebuild after the consumer group
             # rejoins publishes every record again, so nothing is lost for good.
@@ -411,6 +458,9 @@ class StreamWorker:
         if messages:
             await self._send_all(settings.topic_intervals, messages)
         if out.dead_letters:
+            counts = self.dead_letters_by_reason
+            for dead in out.dead_letters:
+                counts[dead.reason] = counts.get(dead.reason, 0) + 1
             now = self.clock()
             await self._send_all(settings.topic_deadletter, (
                 ((value["room"] or "").encode(), orjson.dumps(value))

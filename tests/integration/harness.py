@@ -16,6 +16,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from services.kafka.broker import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -43,6 +45,11 @@ class Process:
         self.log_path = log_path
         self.log = open(log_path, "ab")  # noqa: SIM115
         full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        # every worker of a test gets a metrics port of its own
+        self.metrics_port = int(full_env.get("PACESETTER_WORKER_METRICS_PORT") or 0)
+        if args[:1] == ["worker"] and "PACESETTER_WORKER_METRICS_PORT" not in env:
+            self.metrics_port = free_port()
+            full_env["PACESETTER_WORKER_METRICS_PORT"] = str(self.metrics_port)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pacesetter.cli", *args],
             cwd=ROOT, env=full_env, stdout=self.log, stderr=subprocess.STDOUT,
@@ -64,6 +71,14 @@ class Process:
                 self.kill(signal.SIGKILL)
                 self.proc.wait(10)
         self.log.close()
+
+    def metrics(self) -> dict[str, float]:
+        """The worker's /metrics as ``{'name{labels}': value}`` (empty while it does not answer)."""
+        return worker_metrics(self.metrics_port)
+
+    def readyz(self) -> tuple[int, str]:
+        """The worker's /readyz: status and body (0 while it does not answer)."""
+        return worker_probe(self.metrics_port, "/readyz")
 
     def text(self) -> str:
         """What the process logged."""
@@ -145,6 +160,39 @@ def uncommitted(bootstrap: str, topic: str, group: str) -> int:
             await consumer.stop()
 
     return asyncio.run(run())
+
+
+def worker_metrics(port: int) -> dict[str, float]:
+    """A worker's /metrics samples as ``{'name{labels}': value}``; empty if it does not answer."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return out
+
+
+def worker_probe(port: int, path: str) -> tuple[int, str]:
+    """Status and body of a worker's /healthz or /readyz (0, '' while it does not answer)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
 
 
 def wait_until(check: Callable[[], bool], timeout: float, interval: float = 1.0,
