@@ -39,6 +39,23 @@ CONTRACT_METRICS = frozenset({
     "pacesetter_events_rejected_total",
     "pacesetter_event_lag_seconds",
     "pacesetter_readmodel_ready",
+}) | frozenset({
+    # each worker's /metrics (streams/observe.py)
+    "pacesetter_worker_partitions_owned",
+    "pacesetter_worker_partitions_rebuilding",
+    "pacesetter_worker_rebuild_messages",
+    "pacesetter_worker_rebuild_seconds",
+    "pacesetter_worker_rebuilds_total",
+    "pacesetter_worker_lag_messages",
+    "pacesetter_worker_lag_seconds",
+    "pacesetter_worker_events_applied_total",
+    "pacesetter_worker_rebuild_messages_replayed_total",
+    "pacesetter_worker_dead_letters_total",
+    "pacesetter_worker_broker_connected",
+    "pacesetter_worker_last_commit_age_seconds",
+    "pacesetter_worker_event_loop_stall_seconds",
+    "pacesetter_worker_ready",
+    "pacesetter_worker_fetch_max_wait_ms",
 })
 # Metrics a dashboard may use before the API exports them: their queries are checked for errors
 # only. None now: the forecast gauges come from the live state's staffing plan.

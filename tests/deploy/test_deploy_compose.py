@@ -16,8 +16,8 @@ SECRETS = {
     "PACESETTER_GRAFANA_ADMIN_PASSWORD": "compose-test-password",
 }
 PACESETTER_SERVICES = {"worker-1", "worker-2", "api", "forecaster"}
-# Services without a health check, and why: batch jobs and workers have no port to ask.
-WITHOUT_HEALTHCHECK = {"kafka-init", "worker-1", "worker-2", "forecaster"}
+# Services without a health check, and why: batch jobs have no port to ask.
+WITHOUT_HEALTHCHECK = {"kafka-init", "forecaster"}
 
 
 def compose_env(**extra: str) -> dict[str, str]:

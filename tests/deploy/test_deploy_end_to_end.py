@@ -105,14 +105,16 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 
 # -- Prometheus ---------------------------------------------------------------------------------
-def prometheus_config(api_port: int, rules_dir: Path) -> dict[str, Any]:
-    """deploy/prometheus/prometheus.yml, scraping the demo's API every second."""
+def prometheus_config(api_port: int, rules_dir: Path, worker_port: int) -> dict[str, Any]:
+    """deploy/prometheus/prometheus.yml, scraping the demo's API and worker every second."""
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "pacesetter-api"]
     job.pop("dns_sd_configs")
     job["static_configs"] = [{"targets": [f"127.0.0.1:{api_port}"]}]
+    (worker,) = [j for j in config["scrape_configs"] if j["job_name"] == "pacesetter-worker"]
+    worker["static_configs"] = [{"targets": [f"127.0.0.1:{worker_port}"]}]
     config["global"].update(scrape_interval="1s", evaluation_interval="1s")
-    config["scrape_configs"] = [job]
+    config["scrape_configs"] = [job, worker]
     config.pop("alerting", None)
     # The same rules, evaluated every second instead of every minute so the test is short.
     rule_paths = []
@@ -180,14 +182,16 @@ def test_every_rule_and_panel_query_has_data_from_a_live_demo(prometheus: str, t
     api_port, prom_port = free_port(), free_port()
     store_url = f"sqlite:///{tmp_path}/history.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PACESETTER_")}
-    env.update(PACESETTER_STORE_URL=store_url, PACESETTER_DATA_DIR=str(tmp_path / "data"))
+    worker_port = free_port()
+    env.update(PACESETTER_STORE_URL=store_url, PACESETTER_DATA_DIR=str(tmp_path / "data"),
+               PACESETTER_WORKER_METRICS_PORT=str(worker_port))
     (tmp_path / "data").mkdir()
     seed_staffing_plans(store_url)
 
     rules_dir = tmp_path / "rules"
     rules_dir.mkdir()
     config = tmp_path / "prometheus.yml"
-    config.write_text(yaml.safe_dump(prometheus_config(api_port, rules_dir)))
+    config.write_text(yaml.safe_dump(prometheus_config(api_port, rules_dir, worker_port)))
     demo_log, prom_log = tmp_path / "demo.log", tmp_path / "prometheus.log"
 
     with spawned([sys.executable, "-m", "pacesetter.cli", "demo", "--api-port", str(api_port),
