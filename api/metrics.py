@@ -4,6 +4,12 @@ Counters and the answer-wait histogram come from each room's cumulative ``totals
 state (TOPICS.md), which the worker derives from its state: exact after restarts, and nothing is
 counted twice however often the API replays the topics. Label sets stay bounded: room, line,
 state, rule, grade, definition, event type and rejection reason.
+
+Those totals are recomputed from the retained events topic, so they can go down: a retention
+trim drops old events, and a rebuild may briefly publish less than before. Prometheus reads any
+decrease of a counter as a reset and counts the whole value again, so :class:`Monotonic` keeps
+every exported counter from ever decreasing during this process's life: a drop is absorbed (the
+counter holds still) and later increases are added on top.
 """
 
 from __future__ import annotations
@@ -46,11 +52,43 @@ def _le(bound: str) -> float:
     return math.inf if bound in ("+Inf", "inf", "Inf") else float(bound)
 
 
+class Monotonic:
+    """Counter values that never go down, per series, whatever the recomputed totals do.
+
+    A series is a vector (a histogram's buckets, count and sum move together): when any of
+    its values is lower than last time, the series holds at what was last exported and goes
+    on from there with the increases that follow. Increases of a cumulative histogram stay
+    cumulative, so buckets stay ordered.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[tuple[str, tuple[str, ...]], tuple[float, ...]] = {}
+        self._offset: dict[tuple[str, tuple[str, ...]], tuple[float, ...]] = {}
+
+    def __call__(self, name: str, labels: list[str], values: list[float]) -> list[float]:
+        """The values to export for the series ``name{labels}``, given its recomputed ones."""
+        key = (name, tuple(labels))
+        raw = tuple(values)
+        last = self._last.get(key)
+        offset = self._offset.get(key)
+        if last is None or len(last) != len(raw):
+            offset = tuple(0.0 for _ in raw)
+        elif any(now < before for now, before in zip(raw, last, strict=True)):
+            # what was exported (last + offset) stays; increases from here are added to it
+            offset = tuple(o + before - now for o, before, now in zip(
+                offset or (0.0,) * len(raw), last, raw, strict=True))
+        assert offset is not None
+        self._last[key] = raw
+        self._offset[key] = offset
+        return [value + extra for value, extra in zip(raw, offset, strict=True)]
+
+
 class ReadModelCollector(Collector):
     """Yields Pacesetter's metrics from one consistent look at the read model."""
 
     def __init__(self, model: ReadModel) -> None:
         self.model = model
+        self.monotonic = Monotonic()
 
     def collect(self) -> Iterator[Metric]:  # noqa: C901 - one flat pass over the live states
         """Build every metric family from the live states and alerts."""
@@ -108,6 +146,7 @@ class ReadModelCollector(Collector):
                 for name, _ in CALL_COUNTERS:
                     value = _number(figures.get(name))
                     if value is not None:
+                        (value,) = self.monotonic(name, [room, line], [value])
                         counters[name].add_metric([room, line], value)
                 buckets = figures.get("answer_wait_buckets") or {}
                 count = _number(figures.get("answer_wait_count"))
@@ -117,10 +156,14 @@ class ReadModelCollector(Collector):
                 if cumulative or count is not None:
                     if not cumulative or cumulative[-1][0] != math.inf:
                         cumulative.append((math.inf, count or 0.0))
+                    *counts, wait_sum = self.monotonic(
+                        "answer_wait", [room, line, *(repr(b) for b, _ in cumulative)],
+                        [n for _, n in cumulative] + [total if total is not None else 0.0])
                     wait.add_metric(
                         [room, line],
-                        [("+Inf" if b == math.inf else repr(b), n) for b, n in cumulative],
-                        total if total is not None else 0.0)
+                        [("+Inf" if b == math.inf else repr(b), n)
+                         for (b, _), n in zip(cumulative, counts, strict=True)],
+                        wait_sum)
             for line, live in sorted(lines.items()):
                 live = live or {}
                 if (n := _number(live.get("in_queue"))) is not None:
@@ -169,13 +212,14 @@ class ReadModelCollector(Collector):
         events_family = CounterMetricFamily("pacesetter_events",
                                             "Valid events processed, by type", labels=["type"])
         for kind in sorted(events):
-            events_family.add_metric([kind], events[kind])
+            events_family.add_metric([kind], self.monotonic("events", [kind], [events[kind]])[0])
         yield events_family
         rejected_family = CounterMetricFamily(
             "pacesetter_events_rejected", "Events rejected (counted, dead-lettered), by reason",
             labels=["reason"])
         for reason in sorted(rejected):
-            rejected_family.add_metric([reason], rejected[reason])
+            rejected_family.add_metric(
+                [reason], self.monotonic("rejected", [reason], [rejected[reason]])[0])
         yield rejected_family
         lag_family = GaugeMetricFamily(
             "pacesetter_event_lag_seconds",

@@ -109,3 +109,48 @@ def test_staffing_plan_figures_are_exported_for_grafana():
     assert registry.get_sample_value("pacesetter_staffing_required_handlers", labels) == 9
     assert registry.get_sample_value("pacesetter_forecast_calls", labels) == 31.5
     assert registry.get_sample_value("pacesetter_forecast_calls_upper", labels) == 38.0
+
+
+def test_counters_never_go_down_when_recomputed_totals_drop():
+    """A retention trim or a rebuild lowers the recomputed totals: the counters hold still,
+    then go on rising with what arrives next (Prometheus' rate() would read a drop as a reset)."""
+    from api.metrics import build_registry
+    from api.readmodel import ReadModel
+    from services.contract.settings import Settings
+
+    settings = Settings(bootstrap_servers="127.0.0.1:1", api_tokens="")
+    model = ReadModel(settings)
+
+    def publish(offered: int, within_10s: int, answered: int, events: int) -> None:
+        model.apply(settings.topic_live, {
+            "room": "north", "now": "2026-11-21T22:20:00Z", "mode": "live", "lines": {},
+            "handlers": {}, "incidents_awaiting_dispatch": {}, "alerts": [],
+            "totals": {"lines": {"999": {
+                "offered": offered, "answered": answered, "abandoned": 0,
+                "callbacks_requested": 0,
+                "answer_wait_buckets": {"10.0": within_10s, "+Inf": answered},
+                "answer_wait_count": answered, "answer_wait_sum_seconds": 5.0 * answered}},
+                "events": {"call.offered": events}, "rejected": {"invalid": events // 10}}})
+
+    registry = build_registry(model)
+    labels = {"room": "north", "line": "999"}
+
+    def exported() -> tuple[float | None, ...]:
+        return (registry.get_sample_value("pacesetter_calls_offered_total", labels),
+                registry.get_sample_value("pacesetter_answer_wait_seconds_bucket",
+                                          {**labels, "le": "10.0"}),
+                registry.get_sample_value("pacesetter_answer_wait_seconds_bucket",
+                                          {**labels, "le": "+Inf"}),
+                registry.get_sample_value("pacesetter_answer_wait_seconds_sum", labels),
+                registry.get_sample_value("pacesetter_events_total", {"type": "call.offered"}),
+                registry.get_sample_value("pacesetter_events_rejected_total",
+                                          {"reason": "invalid"}))
+
+    publish(offered=100, within_10s=80, answered=90, events=200)
+    assert exported() == (100, 80, 90, 450.0, 200, 20)
+    publish(offered=60, within_10s=50, answered=55, events=120)  # a trim: less retained
+    assert exported() == (100, 80, 90, 450.0, 200, 20)
+    publish(offered=65, within_10s=53, answered=57, events=130)  # 5 calls, 10 events later
+    assert exported() == (105, 83, 92, 460.0, 210, 21)
+    low, high = exported()[1:3]
+    assert low is not None and high is not None and low <= high  # buckets stay cumulative
