@@ -42,6 +42,9 @@ CATCH_UP_FLUSH_SECONDS = 1.0
 LIVE_MIN_SECONDS = 0.25
 STORE_CLOSE_SECONDS = 30.0  # at shutdown, how long to wait for the store to take the queue
 PARTITION_CACHE = 200_000  # message keys whose partition is remembered
+# A catch-up that has not reached its offset by then (a broker that stopped answering) gives
+# up and rebuilds the partition instead, rather than hold the partition forever.
+CATCH_UP_SECONDS = 60.0
 
 
 def wall_us() -> int:
@@ -224,14 +227,18 @@ class StreamWorker:
             end = (await consumer.end_offsets([tp]))[tp]
             last = -1
             idle = 0
+            position = 0
             # tansu's end offset can be short by one record batch: keep reading until a fetch
-            # after it comes back empty.
+            # after it comes back empty. The position, not the last offset read, says how far
+            # the partition is read: compaction and transaction markers leave offsets that no
+            # message has.
             while True:
                 batches = await consumer.getmany(tp, timeout_ms=200, max_records=5000)
                 messages = batches.get(tp, [])
+                position = await consumer.position(tp)
                 if not messages:
                     idle += 1
-                    if last + 1 >= end and idle >= 2:
+                    if position >= end and idle >= 2:
                         break
                     if idle > 50:
                         break
@@ -250,7 +257,7 @@ class StreamWorker:
                 self.rebuild_messages_total += len(messages)
         finally:
             await consumer.stop()
-        state.applied_upto = last + 1 if count else 0
+        state.applied_upto = max(last + 1, position)
         rebuilt = engine.flush()
         if published is None:  # every offset was committed
             published, rebuilt = rebuilt, Output(rebuilt.records)
@@ -319,7 +326,18 @@ class StreamWorker:
             return False  # already applied by the rebuild
         caught: set[str] = set()
         if offset > state.applied_upto:
-            caught = await self._catch_up(state, offset)
+            try:
+                caught = await self._catch_up(state, offset)
+            except TimeoutError:
+                log.warning("partition %d: catching up to offset %d took over %g s; "
+                            "rebuilding it", partition, offset, CATCH_UP_SECONDS)
+                self.on_revoked([partition])
+                self.on_assigned([partition])
+                state = self.partitions[partition]
+                await state.ready.wait()
+                if offset < state.applied_upto:
+                    return False
+                caught = await self._catch_up(state, offset)
         touched = self.engine.process(value, self.clock(), key, self._source(partition, offset))
         state.applied_upto = offset + 1
         self.events_applied += 1
@@ -341,9 +359,16 @@ class StreamWorker:
     async def _catch_up(self, state: PartitionState, offset: int) -> set[str]:
         """Apply the offsets between what the rebuild saw and what the agent delivers.
 
+        Follows the consumer's position: offsets with no message (compaction, transaction
+        markers) are passed over, never waited for.
+
         Returns:
             The rooms those offsets touched.
+
+        Raises:
+            TimeoutError: ``offset`` not reached within ``CATCH_UP_SECONDS``.
         """
+        deadline = time.monotonic() + CATCH_UP_SECONDS
         caught: set[str] = set()
         tp = TopicPartition(self.settings.topic_events, state.partition)
         consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_list,
@@ -354,9 +379,12 @@ class StreamWorker:
             consumer.assign([tp])
             consumer.seek(tp, state.applied_upto)
             while state.applied_upto < offset:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"offset {offset} not reached")
                 batches = await consumer.getmany(tp, timeout_ms=500, max_records=5000)
                 for message in batches.get(tp, []):
                     if message.offset >= offset:
+                        state.applied_upto = offset  # what lies between has no message
                         break
                     if message.offset < state.applied_upto:
                         continue
@@ -372,6 +400,8 @@ class StreamWorker:
                         state.rooms.add(room)
                         self.room_partition.setdefault(room, state.partition)
                         self.books.setdefault(room, AlertBook(room))
+                if await consumer.position(tp) >= offset:  # the rest has no message
+                    state.applied_upto = max(state.applied_upto, offset)
         finally:
             await consumer.stop()
         return caught
