@@ -57,9 +57,8 @@ def register(app: faust.App, worker: StreamWorker) -> None:
 
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def on_rebalanced(sender: Any, **kwargs: Any) -> None:  # noqa: ARG001
-        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == name}
-        worker.on_revoked(sorted(set(worker.partitions) - owned))
-        worker.on_assigned(sorted(owned - set(worker.partitions)))
+        worker.on_rebalanced(sorted(tp.partition for tp in app.consumer.assignment()
+                                    if tp.topic == name))
 
     @app.task
     async def start_publisher() -> None:

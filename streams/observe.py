@@ -41,6 +41,7 @@ class Snapshot:
     rebuild_messages: dict[int, int] = field(default_factory=dict)
     rebuild_seconds: dict[int, float] = field(default_factory=dict)
     rebuilds: dict[int, int] = field(default_factory=dict)
+    kept: dict[int, int] = field(default_factory=dict)
     lag_messages: dict[int, int] = field(default_factory=dict)
     newest_event_ms: dict[int, int] = field(default_factory=dict)
     events_applied: int = 0
@@ -128,6 +129,7 @@ class WorkerObserver(Collector):
             rebuild_messages={s.partition: s.rebuild_messages for s in states},
             rebuild_seconds={s.partition: s.rebuild_seconds() for s in states},
             rebuilds=dict(worker.rebuilds),
+            kept=dict(worker.kept),
             lag_messages=lag,
             newest_event_ms={s.partition: s.newest_event_ms for s in states},
             events_applied=worker.events_applied,
@@ -205,6 +207,18 @@ class WorkerObserver(Collector):
         for partition, count in sorted(snap.rebuilds.items()):
             rebuilds.add_metric([str(partition)], count)
         yield rebuilds
+        kept = CounterMetricFamily(
+            "pacesetter_worker_partitions_kept",
+            "Partitions assigned back after a rebalance and resumed without a rebuild",
+            labels=["partition"])
+        for partition, count in sorted(snap.kept.items()):
+            kept.add_metric([str(partition)], count)
+        yield kept
+        owned = gauge("pacesetter_worker_partition_owned", "1 for each partition owned now",
+                      labels=["partition"])
+        for partition in snap.owned:
+            owned.add_metric([str(partition)], 1.0)
+        yield owned
         lag = gauge("pacesetter_worker_lag_messages",
                     "Messages of the partition not applied yet (end offset minus position)",
                     labels=["partition"])

@@ -94,6 +94,9 @@ class StreamWorker:
         self.clock = clock
         self.group_id = group_id or settings.worker_id
         self.partitions: dict[int, PartitionState] = {}
+        # Revoked in a rebalance still under way: their rooms are kept until it ends, so a
+        # partition assigned back is resumed instead of rebuilt (``on_rebalanced``).
+        self.suspended: dict[int, PartitionState] = {}
         self.room_partition: dict[str, int] = {}
         self.books: dict[str, AlertBook] = {}
         self.producer: AIOKafkaProducer | None = None
@@ -122,6 +125,7 @@ class StreamWorker:
         self.kafka: KafkaSecurity = security(settings)  # how every client here connects
         # what /metrics shows (streams/observe.py); counts only ever grow
         self.rebuilds: dict[int, int] = {}
+        self.kept: dict[int, int] = {}  # partitions assigned back and resumed, not rebuilt
         self.events_applied = 0
         self.rebuild_messages_total = 0
         self.dead_letters_by_reason: dict[str, int] = {}
@@ -173,25 +177,82 @@ class StreamWorker:
     # ------------------------------------------------------ partition churn
 
     def on_assigned(self, partitions: list[int]) -> None:
-        """Start rebuilding the newly assigned events partitions."""
+        """Resume the partitions assigned back; start rebuilding the newly assigned ones."""
         for partition in partitions:
-            if partition not in self.partitions:
+            if partition in self.partitions:
+                continue
+            state = self.suspended.pop(partition, None)
+            if state is not None:
+                state.ready.clear()  # until the committed offset says it is still exact
+                self.partitions[partition] = state
+                asyncio.ensure_future(self._resume(state))
+            else:
                 state = self.partitions[partition] = PartitionState(partition)
                 asyncio.ensure_future(self._rebuild(state))
 
     def on_revoked(self, partitions: list[int]) -> None:
-        """Forget the rooms of partitions this worker no longer owns."""
+        """Stop applying these partitions; keep their rooms until the rebalance ends.
+
+        An eager rebalance revokes every partition and then assigns most of them back:
+        dropping and rebuilding them all would freeze every room's figures for the
+        length of a rebuild, on every deploy.
+        """
         for partition in partitions:
             state = self.partitions.pop(partition, None)
-            if state is None:
-                continue
-            for room in state.rooms:
-                self.engine.rooms.pop(room, None)
-                self.books.pop(room, None)
-                self.room_partition.pop(room, None)
-            log.info("partition %d revoked: dropped %d rooms", partition, len(state.rooms))
-            if self.freeze_gc:
-                gc.unfreeze()  # let the collector find the dropped rooms' cycles
+            if state is not None:
+                self.suspended[partition] = state
+
+    def on_rebalanced(self, owned: list[int]) -> None:
+        """The rebalance is over: drop what is not owned any more, start what is new."""
+        keep = set(owned)
+        for partition in [p for p in self.partitions if p not in keep]:
+            self._drop(self.partitions.pop(partition))
+        for partition in [p for p in self.suspended if p not in keep]:
+            self._drop(self.suspended.pop(partition))
+        self.on_assigned(sorted(keep - set(self.partitions)))
+
+    def _drop(self, state: PartitionState) -> None:
+        """Forget the rooms of a partition this worker no longer owns."""
+        for room in state.rooms:
+            self.engine.rooms.pop(room, None)
+            self.books.pop(room, None)
+            self.room_partition.pop(room, None)
+        log.info("partition %d revoked: dropped %d rooms", state.partition, len(state.rooms))
+        state.rooms = set()
+        if self.freeze_gc:
+            gc.unfreeze()  # let the collector find the dropped rooms' cycles
+
+    async def _resume(self, state: PartitionState) -> None:
+        """Go on with a partition assigned back, if no one else applied anything of it since.
+
+        Its state is exact when what it applied is what the group committed (Faust commits
+        before it revokes); otherwise (another worker moved it on, or acknowledgements were
+        held for dead letters) it is rebuilt.
+        """
+        committed: int | None = None
+        tp = TopicPartition(self.settings.topic_events, state.partition)
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.bootstrap_list,
+                                    group_id=self.group_id, enable_auto_commit=False,
+                                    **self.kafka.aiokafka())
+        try:
+            await consumer.start()
+            committed = await consumer.committed(tp)
+        except Exception as exc:  # noqa: BLE001 - unknown: rebuild, which is always exact
+            log.warning("partition %d: committed offset unknown (%s)", state.partition, exc)
+        finally:
+            await consumer.stop()
+        if self.partitions.get(state.partition) is not state:
+            return  # revoked again meanwhile
+        if committed is not None and committed == state.applied_upto:
+            self.kept[state.partition] = self.kept.get(state.partition, 0) + 1
+            state.ready.set()
+            log.info("partition %d kept: %d rooms at offset %d", state.partition,
+                     len(state.rooms), committed)
+            return
+        self._drop(state)
+        state.applied_upto = 0
+        state.newest_event_ms = 0
+        await self._rebuild(state)
 
     async def _rebuild(self, state: PartitionState) -> None:
         """Replay the partition from the start of the events topic into a fresh engine."""
