@@ -83,9 +83,9 @@ def import_once(args: argparse.Namespace, settings: Settings, mapping: Any,
         from services.kafka.broker import ensure_topics, wait_for_kafka
 
         bootstrap = args.bootstrap or settings.bootstrap_servers
-        wait_for_kafka(bootstrap, 15)
+        wait_for_kafka(bootstrap, 15, settings=settings)
         ensure_topics(bootstrap, [settings.topic_events], settings.partitions,
-                      settings.replication_factor)
+                      settings.replication_factor, settings=settings)
     bar = _progress()
     try:
         for path in paths:
@@ -99,7 +99,7 @@ def import_once(args: argparse.Namespace, settings: Settings, mapping: Any,
         write_jsonl(events, args.out, append=append)
         destination = f"written to {args.out}"
     elif bootstrap is not None:
-        publish(events, bootstrap, settings.topic_events)
+        publish(events, bootstrap, settings.topic_events, settings=settings)
         destination = f"published to {settings.topic_events} at {bootstrap}"
     else:
         for _ in events:

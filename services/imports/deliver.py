@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
+from services.contract.settings import Settings
 from services.kafka.ingest import BATCH_EVENTS, IngestError, Publisher
 
 
@@ -34,8 +35,10 @@ def write_jsonl(events: Iterable[tuple[str, bytes]], out: str | Path, append: bo
 
 
 def publish(events: Iterable[tuple[str, bytes]], bootstrap: str, topic: str,
-            batch_events: int = BATCH_EVENTS) -> int:
+            batch_events: int = BATCH_EVENTS, settings: Settings | None = None) -> int:
     """Publish events in batches of one room, keyed by room, in the order given.
+
+    ``settings`` say how to connect (TLS, SASL); without them, plaintext.
 
     Returns:
         How many events the broker acknowledged.
@@ -43,7 +46,7 @@ def publish(events: Iterable[tuple[str, bytes]], bootstrap: str, topic: str,
     Raises:
         IngestError: the broker did not acknowledge every event.
     """
-    publisher = Publisher(bootstrap, topic, batch_events)
+    publisher = Publisher(bootstrap, topic, batch_events, settings=settings)
     pending: dict[str, list[bytes]] = {}
     total = 0
     try:
