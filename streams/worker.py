@@ -293,10 +293,15 @@ class StreamWorker:
             # after it comes back empty. The position, not the last offset read, says how far
             # the partition is read: compaction and transaction markers leave offsets that no
             # message has.
+            # Under a steady feed fetches are never empty: once past the end offset seen at the
+            # start, a second is enough (what comes later reaches the agent and ``_catch_up``).
+            reached_at: float | None = None
             while True:
                 batches = await consumer.getmany(tp, timeout_ms=200, max_records=5000)
                 messages = batches.get(tp, [])
                 position = await consumer.position(tp)
+                if position >= end:
+                    reached_at = reached_at or time.monotonic()
                 if not messages:
                     idle += 1
                     if position >= end and idle >= 2:
@@ -316,6 +321,8 @@ class StreamWorker:
                     state.newest_event_ms = max(state.newest_event_ms, message.timestamp or 0)
                 state.rebuild_messages = count
                 self.rebuild_messages_total += len(messages)
+                if reached_at is not None and time.monotonic() - reached_at >= 1.0:
+                    break
         finally:
             await consumer.stop()
         state.applied_upto = max(last + 1, position)
