@@ -1,10 +1,10 @@
 """Every benchmark, one after another, and the issue's goals beside what was measured.
 
 Runs bench_simulator.py, bench_stream.py, bench_api.py, bench_forecast.py, bench_import.py,
-bench_rooms.py and bench_history.py as child processes (one at a time: they would skew each
-other), takes the last JSON object each prints, and prints one combined JSON object:
-``{"stream", "api", "forecast", "simulator", "import", "rooms", "history", "machine",
-"goals"}``.
+bench_rooms.py, bench_history.py and bench_rebalance.py as child processes (one at a time: they
+would skew each other), takes the last JSON object each prints, and prints one combined JSON
+object: ``{"stream", "api", "forecast", "simulator", "import", "rooms", "history", "rebalance",
+"machine", "goals"}``.
 A benchmark that is missing, fails or times out is reported as ``{"error": ...}``; the rest
 still run. ``make bench`` runs this. Run: `.venv/bin/python benchmarks/run_all.py [--quick]`.
 """
@@ -37,6 +37,7 @@ BENCHMARKS: dict[str, tuple[str, tuple[float, float], list[tuple[str, str | None
     "import": ("bench_import.py", (1800, 600), [("--rows", "200000")]),
     "rooms": ("bench_rooms.py", (900, 450), []),
     "history": ("bench_history.py", (1200, 600), []),
+    "rebalance": ("bench_rebalance.py", (1800, 600), []),
 }
 
 
@@ -244,6 +245,16 @@ def goals(results: dict[str, Any], quick: bool) -> dict[str, Any]:
             f"chosen {figures.get('chosen')} WAPE {figures.get('chosen_wape')}, best simple "
             f"{figures.get('best_simple')} {figures.get('best_simple_wape')}, noise floor "
             f"{figures.get('noise_floor')}, coverage {coverage}")
+    rebalance = results["rebalance"]
+    loss = dig(rebalance, "worker_loss", "seconds_until_caught_up")
+    out["worker_loss"] = goal("one of three workers killed: caught up again < 15 s", loss, "s",
+                              loss is not None and loss < 15,
+                              "rebalance.worker_loss.seconds_until_caught_up")
+    unmoved = dig(rebalance, "join", "unmoved_lag_seconds_p99")
+    out["rebalance_unmoved_freshness"] = goal(
+        "a third worker joins: rooms whose partition did not move stay under 1 s", unmoved, "s",
+        unmoved is not None and unmoved < 1, "rebalance.join.unmoved_lag_seconds_p99",
+        "pacesetter_worker_lag_seconds of the kept partitions, sampled every 0.2 s")
     if quick:
         for entry in out.values():
             entry["note"] = ((entry.get("note") + "; ") if entry.get("note") else "") + \
@@ -257,7 +268,7 @@ def main() -> None:
                         help="pass --quick to the benchmarks that accept it (smaller runs)")
     parser.add_argument("--only",
                         help="comma-separated subset: "
-                             "simulator,stream,api,forecast,import,rooms")
+                             "simulator,stream,api,forecast,import,rooms,history,rebalance")
     args = parser.parse_args()
     chosen = [n.strip() for n in args.only.split(",")] if args.only else list(BENCHMARKS)
     unknown = [n for n in chosen if n not in BENCHMARKS]
@@ -275,6 +286,7 @@ def main() -> None:
                 "forecast": results["forecast"], "simulator": results["simulator"],
                 "import": results["import"], "rooms": results["rooms"],
                 "history": results["history"],
+                "rebalance": results["rebalance"],
                 "machine": machine, "goals": goals(results, args.quick)}
     print(json.dumps(combined, indent=2, ensure_ascii=False))
 
