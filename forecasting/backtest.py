@@ -21,7 +21,7 @@ from forecasting.methods import (
     forecast_many,
     poisson_floor,
 )
-from forecasting.prophet_model import INTERVAL_WIDTH
+from forecasting.prophet_model import INTERVAL_WIDTH, TUNING_VARIANTS, tuning_kwargs
 from forecasting.simple import SIMPLE_METHODS
 from services.contract.events import format_time
 from services.planning.calendar import DEFAULT_REGION, LocalCalendar, region, step_of, utc_range
@@ -79,10 +79,13 @@ def required_days(weeks: int) -> int:
 def run_backtest(history: History, weeks: int = DEFAULT_WEEKS,
                  methods: tuple[str, ...] = METHODS,
                  interval_width: float = INTERVAL_WIDTH,
-                 region_code: str = DEFAULT_REGION) -> dict[str, Any]:
+                 region_code: str = DEFAULT_REGION,
+                 prophet_tuning: dict[str, Any] | None = None,
+                 tune: bool = False) -> dict[str, Any]:
     """Compare the methods on rolling weekly origins over the last ``weeks`` weeks of a line.
 
-    See :func:`backtest_series`, which this runs on the line's history.
+    See :func:`backtest_series`, which this runs on the line's history; with ``tune``,
+    Prophet's parameters are tuned first (:func:`tune_prophet`) and the comparison uses them.
 
     Raises:
         NotEnoughHistory: fewer than ``weeks × 7 + 15`` days of history.
@@ -90,15 +93,53 @@ def run_backtest(history: History, weeks: int = DEFAULT_WEEKS,
     if weeks < 1:
         raise NotEnoughHistory("a backtest needs at least one week (--weeks 1 or more)")
     history.require_days(required_days(weeks), f"a {weeks}-week backtest")
-    return backtest_series(history.series(), weeks, methods, interval_width, region_code,
-                           history.room, history.line, history.end)
+    series = history.series()
+    if tune and PROPHET in methods:
+        prophet_tuning = tune_prophet(series, weeks, interval_width, region_code,
+                                      history.room, history.line, history.end)
+    return backtest_series(series, weeks, methods, interval_width, region_code,
+                           history.room, history.line, history.end,
+                           prophet_tuning=prophet_tuning)
+
+
+def tune_prophet(series: pd.Series, weeks: int = DEFAULT_WEEKS,
+                 interval_width: float = INTERVAL_WIDTH, region_code: str = DEFAULT_REGION,
+                 room: str = "", line: str = "", end: datetime | None = None,
+                 variants: tuple[dict[str, Any], ...] = TUNING_VARIANTS) -> dict[str, Any]:
+    """Prophet's parameters with the lowest WAPE on this series' own rolling-origin backtest.
+
+    Each variant costs a Prophet fit per origin, so tuning is a separate, occasional step
+    (``pacesetter backtest --tune``); the weekly re-selection and the daily plan reuse its
+    result. Ties keep the earlier variant (the first is Prophet's default).
+
+    Returns:
+        ``{"params": {...}, "wape": w, "weeks": n, "history_end": t,
+        "variants": [{"params": {...}, "wape": w}, ...]}``.
+
+    Raises:
+        NotEnoughHistory: too little history for ``weeks`` origins.
+    """
+    scored = []
+    history_end = None
+    for variant in variants:
+        params = tuning_kwargs(variant)
+        result = backtest_series(series, weeks, (PROPHET,), interval_width, region_code, room,
+                                 line, end, prophet_tuning={"params": params})
+        history_end = result["history_end"]
+        scored.append({"params": params, "wape": result["methods"][PROPHET]["wape"]})
+    known = [v for v in scored if v["wape"] is not None]
+    best = min(known, key=lambda v: v["wape"]) if known else scored[0]
+    logger.info("tuning %s/%s: Prophet %s WAPE %s", room, line, best["params"], best["wape"])
+    return {"params": best["params"], "wape": best["wape"], "weeks": weeks,
+            "history_end": history_end, "variants": scored}
 
 
 def backtest_series(series: pd.Series, weeks: int = DEFAULT_WEEKS,
                     methods: tuple[str, ...] = METHODS,
                     interval_width: float = INTERVAL_WIDTH,
                     region_code: str = DEFAULT_REGION, room: str = "", line: str = "",
-                    end: datetime | None = None) -> dict[str, Any]:
+                    end: datetime | None = None,
+                    prophet_tuning: dict[str, Any] | None = None) -> dict[str, Any]:
     """Compare the methods on rolling weekly origins over the last ``weeks`` weeks.
 
     For each origin every method is fitted on the history before it and forecasts the next
@@ -116,12 +157,14 @@ def backtest_series(series: pd.Series, weeks: int = DEFAULT_WEEKS,
         room: the room, for the result.
         line: the line, for the result.
         end: the end of the history (default: the last interval's end).
+        prophet_tuning: the series' tuning result (:func:`tune_prophet`), whose ``params``
+            Prophet uses; it is kept in the result so that later backtests reuse it.
 
     Returns:
         ``{"room", "line", "weeks", "horizon_days", "history_end", "origins", "region",
         "resolution_minutes", "interval_width", "methods": {name: {"wape", "mase",
         "coverage", "origins": [...]}}, "chosen", "best_simple", "noise_floor"}``; the
-        combination's entry has ``params``, its weights.
+        combination's entry has ``params``, its weights; with a tuning, ``prophet_tuning``.
 
     Raises:
         NotEnoughHistory: the first origin has less than 14 days of history before it.
@@ -138,6 +181,7 @@ def backtest_series(series: pd.Series, weeks: int = DEFAULT_WEEKS,
     zone = region(region_code).zone
     runs: list[tuple[pd.Timestamp, np.ndarray, float, dict[str, CallForecast]]] = []
     init = None
+    tuning = (prophet_tuning or {}).get("params")
     for origin in origins:
         train = series[series.index < origin]
         horizon_end = (origin.tz_convert(zone) + timedelta(days=HORIZON_DAYS)).tz_convert("UTC")
@@ -146,7 +190,8 @@ def backtest_series(series: pd.Series, weeks: int = DEFAULT_WEEKS,
         train_cal = LocalCalendar(train.index, region_code)
         scale = naive_scale(train, train_cal)
         forecasts = forecast_many(methods, train, target, interval_width=interval_width,
-                                  init=init, history_cal=train_cal, region=region_code)
+                                  init=init, history_cal=train_cal, region=region_code,
+                                  tuning=tuning)
         if PROPHET in forecasts:
             init = forecasts[PROPHET].params
         runs.append((origin, actual, scale, forecasts))
@@ -165,7 +210,7 @@ def backtest_series(series: pd.Series, weeks: int = DEFAULT_WEEKS,
     expected_all = np.concatenate([f for _, f in chosen_runs])
     known = np.isfinite(actual_all)
     logger.info("backtest %s/%s: chosen %s WAPE %s", room, line, chosen, summary[chosen]["wape"])
-    return {
+    result = {
         "room": room, "line": line, "weeks": weeks,
         "horizon_days": HORIZON_DAYS, "history_end": format_time(end),
         "origins": [format_time(o.to_pydatetime()) for o in origins],
@@ -175,6 +220,9 @@ def backtest_series(series: pd.Series, weeks: int = DEFAULT_WEEKS,
         "best_simple": simple[0][1] if simple else None,
         "noise_floor": _round(poisson_floor(expected_all[known], actual_all[known])),
     }
+    if prophet_tuning is not None and "variants" in prophet_tuning:
+        result["prophet_tuning"] = prophet_tuning
+    return result
 
 
 def _score(runs: list[tuple[pd.Timestamp, np.ndarray, float,

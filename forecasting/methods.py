@@ -94,7 +94,8 @@ def forecast_many(methods: Iterable[str], history: pd.Series, target: pd.Datetim
                   uncertainty_samples: int = UNCERTAINTY_SAMPLES,
                   init: dict[str, Any] | None = None,
                   history_cal: LocalCalendar | None = None,
-                  region: str = DEFAULT_REGION) -> dict[str, CallForecast]:
+                  region: str = DEFAULT_REGION,
+                  tuning: dict[str, Any] | None = None) -> dict[str, CallForecast]:
     """Forecasts of several methods (not the combination) from one read of the history.
 
     Raises:
@@ -115,7 +116,7 @@ def forecast_many(methods: Iterable[str], history: pd.Series, target: pd.Datetim
         if name == PROPHET:
             fit = prophet_forecast(history, target, interval_width=interval_width,
                                    uncertainty_samples=uncertainty_samples, init=init,
-                                   region=region)
+                                   region=region, tuning=tuning)
             result[name] = CallForecast(name, fit.calls, fit.lower, fit.upper, fit.params)
             continue
         calls = points[name]
@@ -141,7 +142,8 @@ def forecast_calls(method: str, history: pd.Series, target: pd.DatetimeIndex, *,
                    init: dict[str, Any] | None = None,
                    history_cal: LocalCalendar | None = None,
                    params: dict[str, Any] | None = None,
-                   region: str = DEFAULT_REGION) -> CallForecast:
+                   region: str = DEFAULT_REGION,
+                   tuning: dict[str, Any] | None = None) -> CallForecast:
     """Forecast calls per target interval with ``method``.
 
     Args:
@@ -154,6 +156,7 @@ def forecast_calls(method: str, history: pd.Series, target: pd.DatetimeIndex, *,
         history_cal: the history's calendar, when already computed.
         params: the combination's ``{"weights": {method: weight}}`` from its backtest.
         region: the room's region (time zone and public holidays).
+        tuning: Prophet's parameters tuned for this series (``pacesetter backtest --tune``).
 
     Returns:
         The forecast; never negative.
@@ -167,11 +170,11 @@ def forecast_calls(method: str, history: pd.Series, target: pd.DatetimeIndex, *,
             raise UnknownMethod("a combination needs the weights its backtest chose")
         parts = forecast_many(weights, history, target, interval_width=interval_width,
                               uncertainty_samples=uncertainty_samples, init=init,
-                              history_cal=history_cal, region=region)
+                              history_cal=history_cal, region=region, tuning=tuning)
         return combine(parts, {m: float(w) for m, w in weights.items()})
     return forecast_many([method], history, target, interval_width=interval_width,
                          uncertainty_samples=uncertainty_samples, init=init,
-                         history_cal=history_cal, region=region)[method]
+                         history_cal=history_cal, region=region, tuning=tuning)[method]
 
 
 def poisson_floor(expected: np.ndarray, actual: np.ndarray) -> float | None:

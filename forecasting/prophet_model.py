@@ -32,6 +32,35 @@ UNCERTAINTY_SAMPLES = 200
 INTERVAL_WIDTH = 0.90
 SEED = 20261121
 
+# Per-series tuning (``pacesetter backtest --tune``): the variants a rolling-origin backtest
+# of Prophet alone compares. Seasonality on the √ scale may still scale with the level
+# (multiplicative) or not; the changepoint prior lets the trend bend more or less. The first
+# is Prophet's default, what a series without a tuning result uses.
+DEFAULT_TUNING: dict[str, Any] = {"seasonality_mode": "additive",
+                                  "changepoint_prior_scale": 0.05}
+TUNING_VARIANTS: tuple[dict[str, Any], ...] = (
+    DEFAULT_TUNING,
+    {"seasonality_mode": "multiplicative", "changepoint_prior_scale": 0.05},
+    {"seasonality_mode": "additive", "changepoint_prior_scale": 0.01},
+    {"seasonality_mode": "multiplicative", "changepoint_prior_scale": 0.01},
+)
+
+
+def tuning_kwargs(tuning: dict[str, Any] | None) -> dict[str, Any]:
+    """Prophet's constructor arguments for a stored tuning (defaults for missing or unknown).
+
+    A stored tuning is read back from JSON written by an older or newer version: only the
+    known keys with valid values are used, so a stale entry falls back to the default.
+    """
+    out = dict(DEFAULT_TUNING)
+    for key, value in (tuning or {}).items():
+        if key == "seasonality_mode" and value in ("additive", "multiplicative"):
+            out[key] = value
+        elif (key == "changepoint_prior_scale" and isinstance(value, int | float)
+              and not isinstance(value, bool) and value > 0):
+            out[key] = float(value)
+    return out
+
 
 def _quiet_imports() -> Any:
     # Prophet announces a missing plotly at import and cmdstanpy logs every chain at INFO.
@@ -107,6 +136,23 @@ def tame_bursts(root: np.ndarray, cal: LocalCalendar) -> np.ndarray:
     return out
 
 
+def build_model(prophet_class: Any, holidays: pd.DataFrame | None, interval_width: float,
+                uncertainty_samples: int, tuning: dict[str, Any] | None = None) -> Any:
+    """An unfitted Prophet with this project's features and the series' tuned parameters."""
+    model = prophet_class(
+        growth="linear", n_changepoints=N_CHANGEPOINTS, yearly_seasonality=False,
+        weekly_seasonality=WEEKLY_ORDER, daily_seasonality=False,
+        holidays=holidays, interval_width=interval_width,
+        uncertainty_samples=uncertainty_samples, mcmc_samples=0, **tuning_kwargs(tuning),
+    )
+    model.add_seasonality("daily_work", period=1, fourier_order=DAILY_ORDER,
+                          condition_name="work")
+    model.add_seasonality("daily_rest", period=1, fourier_order=DAILY_ORDER,
+                          condition_name="rest")
+    _hand_arrays_to_stan(model)
+    return model
+
+
 def _frame(cal: LocalCalendar) -> pd.DataFrame:
     # Prophet's ds is naive: local wall-clock time, so the daily shape follows the clock
     # people live by across the clock changes.
@@ -120,7 +166,8 @@ def prophet_forecast(history: pd.Series, target: pd.DatetimeIndex,
                      interval_width: float = INTERVAL_WIDTH,
                      uncertainty_samples: int = UNCERTAINTY_SAMPLES,
                      init: dict[str, Any] | None = None,
-                     region: str = DEFAULT_REGION) -> ProphetResult:
+                     region: str = DEFAULT_REGION,
+                     tuning: dict[str, Any] | None = None) -> ProphetResult:
     """Prophet's forecast; history finer than an hour is fitted per hour and spread back.
 
     A fit on hourly sums costs a quarter of one on quarter hours (Prophet's time grows with
@@ -130,14 +177,16 @@ def prophet_forecast(history: pd.Series, target: pd.DatetimeIndex,
     """
     step = step_of(history.index)
     if step >= HOUR or not len(target):
-        return _prophet_fit(history, target, interval_width, uncertainty_samples, init, region)
+        return _prophet_fit(history, target, interval_width, uncertainty_samples, init, region,
+                            tuning)
     known = history.notna().astype(float)
     per_hour = int(HOUR / step)
     grouped = history.fillna(0).groupby(history.index.floor(HOUR))
     hourly = grouped.sum().where(known.groupby(history.index.floor(HOUR)).sum() == per_hour)
     hours = utc_range(target[0].floor(HOUR).to_pydatetime(),
                       (target[-1] + step).ceil(HOUR).to_pydatetime(), HOUR)
-    fit = _prophet_fit(hourly, hours, interval_width, uncertainty_samples, init, region)
+    fit = _prophet_fit(hourly, hours, interval_width, uncertainty_samples, init, region,
+                       tuning)
     recent = history[history.index >= history.index[-1] - pd.Timedelta(weeks=8)]
     shares = quarter_shares([recent], region)
     quarters, calls, lower, upper = spread_to_quarters(hours, HOUR, fit.calls, fit.lower,
@@ -157,7 +206,8 @@ def _prophet_fit(history: pd.Series, target: pd.DatetimeIndex,
                  interval_width: float = INTERVAL_WIDTH,
                  uncertainty_samples: int = UNCERTAINTY_SAMPLES,
                  init: dict[str, Any] | None = None,
-                 region: str = DEFAULT_REGION) -> ProphetResult:
+                 region: str = DEFAULT_REGION,
+                 tuning: dict[str, Any] | None = None) -> ProphetResult:
     """Fit Prophet to a line's history and forecast the target intervals.
 
     The model: linear trend, weekly seasonality, separate daily shapes for working days and
@@ -175,6 +225,8 @@ def _prophet_fit(history: pd.Series, target: pd.DatetimeIndex,
         uncertainty_samples: Prophet's draws of future trend changes (0: no interval).
         init: parameters of an earlier fit of the same series to start from (faster).
         region: the room's region: its local time and public holidays.
+        tuning: the series' tuned ``seasonality_mode`` and ``changepoint_prior_scale``
+            (see :data:`TUNING_VARIANTS`); None for the defaults.
 
     Returns:
         The forecast and the fitted parameters.
@@ -192,18 +244,7 @@ def _prophet_fit(history: pd.Series, target: pd.DatetimeIndex,
     holidays = holidays if len(holidays) else None
 
     def build() -> Any:
-        model = prophet_class(
-            growth="linear", n_changepoints=N_CHANGEPOINTS, yearly_seasonality=False,
-            weekly_seasonality=WEEKLY_ORDER, daily_seasonality=False,
-            holidays=holidays, interval_width=interval_width,
-            uncertainty_samples=uncertainty_samples, mcmc_samples=0,
-        )
-        model.add_seasonality("daily_work", period=1, fourier_order=DAILY_ORDER,
-                              condition_name="work")
-        model.add_seasonality("daily_rest", period=1, fourier_order=DAILY_ORDER,
-                              condition_name="rest")
-        _hand_arrays_to_stan(model)
-        return model
+        return build_model(prophet_class, holidays, interval_width, uncertainty_samples, tuning)
 
     model = build()
     if init is not None:

@@ -142,12 +142,23 @@ def choose_method(history: History, cached: tuple[datetime, dict[str, Any]] | No
                 and result.get("region", DEFAULT_REGION) == region
                 and set(METHODS) <= set(result.get("methods", {}))):
             return result["chosen"], result, False
+    tuning = stored_tuning(cached)
     if possible < 1:
         logger.info("%s/%s: %.1f days of history, too few to backtest (needs %d); using %s",
                     history.room, history.line, history.known_days, required_days(1), PROPHET)
         return PROPHET, None, False
-    result = run_backtest(history, possible, region_code=region)
+    result = run_backtest(history, possible, region_code=region, prophet_tuning=tuning)
     return result["chosen"], result, True
+
+
+def stored_tuning(saved: tuple[datetime, dict[str, Any]] | None) -> dict[str, Any] | None:
+    """The Prophet tuning kept in a stored backtest (``pacesetter backtest --tune``), if any.
+
+    Tuning is occasional and costly; every later backtest carries the result forward, so the
+    weekly re-selection and the daily plan use it at no extra cost.
+    """
+    tuning = saved[1].get("prophet_tuning") if saved is not None else None
+    return tuning if isinstance(tuning, dict) and isinstance(tuning.get("params"), dict) else None
 
 
 def run_series(job: SeriesJob) -> SeriesOutcome:
@@ -216,7 +227,10 @@ def _fit(job: SeriesJob) -> _Fit:
     params = ((backtest or {}).get("methods", {}).get(method) or {}).get("params")
     if method == COMBINATION and params is None:
         method = PROFILE  # asked for by name, without a backtest's weights
-    fc = forecast_calls(method, history.series(), coarse, params=params, region=job.region)
+    tuning = stored_tuning((job.start, backtest)) if backtest else stored_tuning(
+        job.cached_backtest)
+    fc = forecast_calls(method, history.series(), coarse, params=params, region=job.region,
+                        tuning=tuning["params"] if tuning else None)
     if step > INTERVAL:
         shares = np.asarray(job.quarter_shares) if job.quarter_shares is not None else (
             np.ones((2, 96)))
@@ -445,8 +459,12 @@ def staffing_plan(store: HistoryStore, settings: Settings, room: str, line: str,
 
 
 def backtest(store: HistoryStore, room: str, line: str, weeks: int = DEFAULT_WEEKS,
-             *, save: bool = True, region: str = DEFAULT_REGION) -> dict[str, Any]:
+             *, save: bool = True, region: str = DEFAULT_REGION,
+             tune: bool = False) -> dict[str, Any]:
     """Backtest the methods on the line's history (rolling weekly origins) and keep the result.
+
+    With ``tune``, Prophet's parameters are first tuned on the same origins (four more Prophet
+    backtests); otherwise the line's stored tuning, if any, is used and carried forward.
 
     Returns:
         The backtest (see :func:`forecasting.backtest.run_backtest`).
@@ -456,7 +474,8 @@ def backtest(store: HistoryStore, room: str, line: str, weeks: int = DEFAULT_WEE
     """
     history = load_history(store, room, line, purpose=f"a {weeks}-week backtest",
                            needed_days=required_days(weeks))
-    result = run_backtest(history, weeks, region_code=region)
+    result = run_backtest(history, weeks, region_code=region, tune=tune,
+                          prophet_tuning=stored_tuning(store.latest_backtest(room, line)))
     if save:
         store.save_backtest(room, line, result["history_end"], result)
     return result

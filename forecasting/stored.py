@@ -80,9 +80,11 @@ def stored_accuracy(store: Any, room: str, line: str) -> dict[str, Any]:
     Returns:
         ``{"room", "line", "chosen", "best_simple", "improvement", "noise_floor", "weeks",
         "origins", "history_end", "region", "resolution_minutes", "interval_width",
-        "methods": [{"method", "description", "kind", "wape", "mase", "coverage"}]}``,
+        "methods": [{"method", "description", "kind", "wape", "mase", "coverage"}],
+        "prophet_tuning"}``,
         methods best first; ``kind`` is ``simple`` (what a scheduler would do by hand) or
-        ``model``; ``improvement`` is how much lower the chosen WAPE is than the best simple
+        ``model``; ``prophet_tuning`` is ``{"params", "wape", "weeks",
+        "history_end", "variants": [{"params", "wape"}]}`` or null; ``improvement`` is how much lower the chosen WAPE is than the best simple
         method's (a fraction).
 
     Raises:
@@ -120,4 +122,7 @@ def stored_accuracy(store: Any, room: str, line: str) -> dict[str, Any]:
         "region": result.get("region", "GB-ENG"),
         "resolution_minutes": result.get("resolution_minutes", 15),
         "interval_width": result.get("interval_width"), "methods": rows,
+        # Prophet's tuned parameters and every variant's backtest WAPE (null: never tuned,
+        # Prophet runs with its defaults).
+        "prophet_tuning": result.get("prophet_tuning"),
     }

@@ -43,6 +43,9 @@ def register(sub: Any) -> None:
     p.add_argument("--room", required=True)
     p.add_argument("--line", required=True)
     p.add_argument("--weeks", type=int, default=4, help="weekly origins (default 4)")
+    p.add_argument("--tune", action="store_true",
+                   help="first tune Prophet's parameters on the same origins (4 more Prophet "
+                        "backtests); later backtests and plans keep using the result")
     p.add_argument("--json", action="store_true", help="the whole result as JSON")
     p.add_argument("--store", help=store_help)
     p.set_defaults(handler=cmd_backtest)
@@ -241,7 +244,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
     region = load_settings().region(args.room)
     with _store(args) as store:
-        result = service.backtest(store, args.room, args.line, args.weeks, region=region)
+        result = service.backtest(store, args.room, args.line, args.weeks, region=region,
+                                  tune=args.tune)
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
@@ -266,7 +270,21 @@ def cmd_backtest(args: argparse.Namespace) -> int:
               f"{(simple_wape - chosen) / simple_wape:+.1%} better; Poisson noise floor "
               f"{_fmt(_pct(result.get('noise_floor')), 1, '%')} (the WAPE of a perfect "
               "forecast of the mean)")
+    tuning = result.get("prophet_tuning")
+    if tuning:
+        print(f"Prophet tuned ({tuning['weeks']}-week backtest to {tuning['history_end']}): "
+              + _params(tuning["params"]))
+        for variant in tuning.get("variants", []):
+            mark = " *" if variant["params"] == tuning["params"] else ""
+            print(f"  {_params(variant['params']) + mark:<62}"
+                  f"{_fmt(_pct(variant['wape']), 1, '%'):>8}")
+    else:
+        print("Prophet: default parameters (tune them with --tune)")
     return 0
+
+
+def _params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(params.items()))
 
 
 def cmd_import(args: argparse.Namespace) -> int:
