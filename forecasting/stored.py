@@ -83,9 +83,9 @@ def stored_accuracy(store: Any, room: str, line: str) -> dict[str, Any]:
         "methods": [{"method", "description", "kind", "wape", "mase", "coverage"}],
         "prophet_tuning"}``,
         methods best first; ``kind`` is ``simple`` (what a scheduler would do by hand) or
-        ``model``; ``prophet_tuning`` is ``{"params", "wape", "weeks",
-        "history_end", "variants": [{"params", "wape"}]}`` or null; ``improvement`` is how much lower the chosen WAPE is than the best simple
-        method's (a fraction).
+        ``model``; ``prophet_tuning`` is ``{"params", "wape", "weeks", "history_end",
+        "variants": [{"params", "wape"}]}`` or null (Prophet's defaults); ``improvement`` is
+        how much lower the chosen WAPE is than the best simple method's (a fraction).
 
     Raises:
         NoStoredPlan: the line has no backtest yet.
