@@ -6,6 +6,7 @@ and whose error depends on them (seconds, not minutes); the slow test tunes a re
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import numpy as np
@@ -28,6 +29,7 @@ from forecasting.prophet_model import (
 from forecasting.public_data import load_public
 from forecasting.stored import stored_accuracy
 from forecasting.synthetic import synthetic_intervals
+from pacesetter.cli import main
 from services.contract.settings import Settings
 from services.history.store import HistoryStore
 from services.planning.calendar import local_day_bounds
@@ -117,6 +119,22 @@ def test_the_stored_tuning_is_carried_forward_and_used_by_plans(fake_prophet):
     finally:
         store.close()
         service.clear_cache()
+
+
+def test_backtest_tune_on_the_command_line(fake_prophet, tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 'history.db'}"
+    store = HistoryStore.open(url)
+    store.upsert_intervals(synthetic_intervals("north", "999", START - timedelta(days=22), 22, 3))
+    store.close()
+    args = ["backtest", "--room", "north", "--line", "999", "--weeks", "1", "--store", url]
+    assert main([*args, "--tune", "--json"]) == 0
+    tuning = json.loads(capsys.readouterr().out)["prophet_tuning"]
+    assert tuning["params"] == BEST and len(tuning["variants"]) == len(TUNING_VARIANTS)
+    assert main(args) == 0  # the table of a later, untuned run shows the stored variants
+    out = capsys.readouterr().out
+    for variant in tuning["variants"]:
+        assert f"{variant['wape']:.1%}" in out
+    assert "multiplicative" in out
 
 
 @pytest.mark.slow
