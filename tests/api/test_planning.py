@@ -172,6 +172,7 @@ def test_the_forecast_says_its_method_and_the_backtest_that_chose_it(planner):
     assert wapes[method] <= wapes[body["best_simple"]] and body["improvement"] >= 0
     assert all(0 <= m["coverage"] <= 1 for m in body["methods"])
     assert 0 < body["noise_floor"] < wapes[method]
+    assert body["prophet_tuning"] is None  # never tuned (pacesetter backtest --tune): defaults
     missing = planner.get("/api/v1/rooms/north/forecast/accuracy", params={"line": "101"})
     assert missing.status_code == 409 and "no backtest" in missing.json()["detail"]
 
