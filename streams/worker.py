@@ -130,6 +130,9 @@ class StreamWorker:
         self.rebuild_messages_total = 0
         self.dead_letters_by_reason: dict[str, int] = {}
         self.sends_failing = False
+        # messages whose dead letters the broker did not take: only a rebuild publishes them
+        # again, so a partition assigned back is not kept on a commit short of what it applied
+        self.held_unacknowledged = 0
         # the end offset of an events partition as the group consumer last saw it (the
         # runner points this at Faust's consumer)
         self.highwater: Callable[[int], int | None] = lambda _partition: None
@@ -226,8 +229,12 @@ class StreamWorker:
         """Go on with a partition assigned back, if no one else applied anything of it since.
 
         Its state is exact when what it applied is what the group committed (Faust commits
-        before it revokes); otherwise (another worker moved it on, or acknowledgements were
-        held for dead letters) it is rebuilt.
+        before it revokes). A commit short of what it applied (a revoke while the group was
+        already rebalancing, under a steady feed) leaves it exact too: no one else owned the
+        partition in between (a partition not assigned back is dropped when the rebalance
+        ends), and the messages delivered again below ``applied_upto`` are skipped. Otherwise
+        (another worker moved it on, acknowledgements are held for dead letters still
+        waiting, or some were never acknowledged) it is rebuilt.
         """
         committed: int | None = None
         tp = TopicPartition(self.settings.topic_events, state.partition)
@@ -243,7 +250,9 @@ class StreamWorker:
             await consumer.stop()
         if self.partitions.get(state.partition) is not state:
             return  # revoked again meanwhile
-        if committed is not None and committed == state.applied_upto:
+        if committed is not None and (committed == state.applied_upto or (
+                committed < state.applied_upto and not self.held_unacknowledged
+                and not self.engine.dead_letters_waiting(state.rooms))):
             self.kept[state.partition] = self.kept.get(state.partition, 0) + 1
             state.ready.set()
             log.info("partition %d kept: %d rooms at offset %d", state.partition,
@@ -512,6 +521,7 @@ class StreamWorker:
                     for ack in held:
                         await ack()
                 elif held and self.producer is not None:
+                    self.held_unacknowledged += len(held)
                     log.warning("%d messages left unacknowledged: their dead letters are "
                                 "published again when their partition is rebuilt", len(held))
 

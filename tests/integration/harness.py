@@ -92,7 +92,15 @@ def read_topic(bootstrap: str, topic: str, idle_seconds: float = 1.5,
     Reads until no message has arrived for ``idle_seconds`` (the broker's end offset can be
     short by one record batch, so it is not trusted).
     """
-    async def run() -> list[tuple[bytes | None, bytes, int, int]]:
+    return [(m.key, m.value, m.partition, m.offset)
+            for m in read_records(bootstrap, topic, idle_seconds, timeout)]
+
+
+def read_records(bootstrap: str, topic: str, idle_seconds: float = 1.5,
+                 timeout: float = 60) -> list[Any]:
+    """Every message of a topic as aiokafka ``ConsumerRecord`` (with its timestamp), as
+    :func:`read_topic` reads them."""
+    async def run() -> list[Any]:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                     auto_offset_reset="earliest", fetch_max_wait_ms=100)
         await consumer.start()
@@ -115,9 +123,8 @@ def read_topic(bootstrap: str, topic: str, idle_seconds: float = 1.5,
             while time.monotonic() < deadline and time.monotonic() - last < (
                     idle_seconds if out else max(idle_seconds, 3.0)):
                 batches = await consumer.getmany(timeout_ms=200, max_records=10000)
-                for tp, messages in batches.items():
-                    for m in messages:
-                        out.append((m.key, m.value, tp.partition, m.offset))
+                for messages in batches.values():
+                    out.extend(messages)
                     if messages:
                         last = time.monotonic()
             return out
@@ -252,3 +259,16 @@ def produce_lines(bootstrap: str, topic: str, lines: list[bytes], batch: int = 2
     producer.flush(60)
     producer.close(10)
     return messages
+
+
+def per_partition(worker: Process, name: str) -> dict[int, float]:
+    """One per-partition family of a worker's /metrics, by partition."""
+    prefix = f'{name}{{partition="'
+    return {int(k[len(prefix):-2]): v for k, v in worker.metrics().items()
+            if k.startswith(prefix)}
+
+
+def owned(worker: Process) -> set[int]:
+    """The partitions a worker owns now, from its /metrics."""
+    return {p for p, v in per_partition(worker, "pacesetter_worker_partition_owned").items()
+            if v == 1}

@@ -5,7 +5,6 @@ thread of its own, in order, drained on stop."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import time
 from collections import defaultdict
@@ -189,15 +188,15 @@ async def test_a_flush_with_dead_letters_waits_for_its_acknowledgements() -> Non
     assert not worker.pending_sends
 
 
-async def test_unacknowledged_sends_are_logged_not_raised(caplog: pytest.LogCaptureFixture
-                                                          ) -> None:
+async def test_unacknowledged_sends_show_the_broker_disconnected_not_raised() -> None:
+    # what /metrics (pacesetter_worker_broker_connected) and /readyz report
     producer = FakeProducer(hold=True)
     worker = worker_with([Output([interval("north", 1, False, 1)])], producer)
     await worker.flush()
     producer.release(ConnectionError("broker gone"))
-    with caplog.at_level(logging.WARNING, logger="streams.worker"):
-        await worker.flush(wait=True)
-    assert "not acknowledged" in caplog.text
+    await worker.flush(wait=True)
+    assert worker.sends_failing
+    assert await worker.broker_connected() is False
 
 
 async def test_concurrent_flushes_queue_their_records_in_flush_order() -> None:
@@ -328,7 +327,7 @@ async def test_a_message_with_dead_letters_is_acknowledged_only_once_they_are_pu
 
 
 async def test_a_message_whose_dead_letters_were_not_acknowledged_stays_unacknowledged(
-        caplog: pytest.LogCaptureFixture) -> None:
+) -> None:
     producer = FakeProducer(hold=True)
     worker = _ready_worker(producer)
     acked: list[int] = []
@@ -341,10 +340,9 @@ async def test_a_message_whose_dead_letters_were_not_acknowledged_stays_unacknow
     flush = asyncio.ensure_future(worker.flush())
     await asyncio.sleep(0.05)
     producer.release(ConnectionError("broker gone"))
-    with caplog.at_level(logging.WARNING, logger="streams.worker"):
-        await asyncio.wait_for(flush, 1)
+    await asyncio.wait_for(flush, 1)
     assert acked == []  # its offset is not committed: the rebuild publishes them again
-    assert "1 messages left unacknowledged" in caplog.text
+    assert worker.held_unacknowledged == 1  # so its partition is rebuilt, never kept
 
 
 async def test_without_a_producer_nothing_is_published_so_nothing_is_acknowledged() -> None:
@@ -359,3 +357,53 @@ async def test_without_a_producer_nothing_is_published_so_nothing_is_acknowledge
     worker.hold(ack)
     await worker.flush()
     assert acked == []
+
+
+class CommittedConsumer:
+    """Stands in for the group consumer ``_resume`` asks for the committed offset."""
+
+    committed_offset: int | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def committed(self, tp: Any) -> int | None:
+        return self.committed_offset
+
+
+@pytest.mark.parametrize(("committed", "unacknowledged", "kept"), [
+    (40, 0, True),   # the group committed all it applied
+    (25, 0, True),   # the commit before the revoke fell short: the rest is delivered again
+    (25, 1, False),  # ... but dead letters were never taken: only a rebuild publishes them
+    (55, 0, False),  # another worker moved it on
+    (None, 0, False),
+])
+async def test_a_partition_assigned_back_is_kept_only_when_its_state_is_still_exact(
+        monkeypatch: pytest.MonkeyPatch, committed: int | None, unacknowledged: int,
+        kept: bool) -> None:
+    import streams.worker
+
+    monkeypatch.setattr(CommittedConsumer, "committed_offset", committed)
+    monkeypatch.setattr(streams.worker, "AIOKafkaConsumer", CommittedConsumer)
+    worker = _ready_worker(FakeProducer())
+    worker.held_unacknowledged = unacknowledged
+    rebuilt: list[int] = []
+
+    async def rebuild(state: Any) -> None:
+        rebuilt.append(state.partition)
+
+    monkeypatch.setattr(worker, "_rebuild", rebuild)
+    worker.partitions[0].applied_upto = 40
+    worker.on_revoked([0])
+    worker.on_assigned([0])  # resumes it in a task of its own
+    state = worker.partitions[0]
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert (worker.kept.get(0, 0), rebuilt) == ((1, []) if kept else (0, [0]))
+    assert state.ready.is_set() is kept
