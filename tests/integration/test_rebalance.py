@@ -49,7 +49,8 @@ def settled(workers: list[Process]) -> bool:
 
 
 class LiveFeed:
-    """One offered call per live room every 0.25 s, stamped now, until stopped."""
+    """One offered (and abandoned) call per live room every 0.25 s, stamped now, until
+    stopped."""
 
     def __init__(self, bootstrap: str, topic: str):
         self.publisher = Publisher(bootstrap, topic, batch_events=1)
@@ -63,9 +64,13 @@ class LiveFeed:
             at = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             for room in sorted(LIVE_ROOMS):
                 n += 1
-                event = {"v": 1, "id": f"live-{n}", "type": "call.offered", "room": room,
-                         "at": at, "call": f"live-{n}", "line": LINE}
-                self.publisher.send_raw(room, orjson.dumps([event]))
+                # abandoned at once: no call left waiting, whose growing wait would have its
+                # interval record published again at every flush (no quiet topic to read)
+                call = {"room": room, "at": at, "call": f"live-{n}"}
+                events = [{"v": 1, "id": f"live-{n}", "type": "call.offered", "line": LINE,
+                           **call},
+                          {"v": 1, "id": f"live-{n}-a", "type": "call.abandoned", **call}]
+                self.publisher.send_raw(room, orjson.dumps(events))
                 self.sent[room] += 1
             self.stop.wait(0.25)
         self.publisher.close()
