@@ -157,13 +157,15 @@ def test_two_workers_a_third_joins_then_one_stops_keeping_what_stayed(
         # one of the three stops: the other two keep theirs and take its partitions
         before = {i: owned(w) for i, w in enumerate(workers)}
         rebuilds = {i: per_partition(w, REBUILDS) for i, w in enumerate(workers)}
+        kept = {i: per_partition(w, KEPT) for i, w in enumerate(workers)}
         gone = workers.pop(0)
         gone.stop()
         wait_until(lambda: settled(workers), 120, 0.5, what="b and c owning every partition")
         for i, w in enumerate(workers, start=1):
-            now_rebuilt = per_partition(w, REBUILDS)
+            now_rebuilt, now_kept = per_partition(w, REBUILDS), per_partition(w, KEPT)
             for p in before[i] & owned(w):
                 assert now_rebuilt[p] == rebuilds[i][p], (i, p, rebuilds[i], now_rebuilt)
+                assert now_kept.get(p, 0) > kept[i].get(p, 0), (i, p, kept[i], now_kept)
             for p in before[0] & owned(w):  # what a had was rebuilt by its new owner
                 assert now_rebuilt[p] == rebuilds[i].get(p, 0) + 1, (i, p, now_rebuilt)
         produce_lines(bootstrap, topic, third)
