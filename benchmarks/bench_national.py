@@ -170,6 +170,89 @@ def phase(sampler: Sampler, name: str, seconds: float, events: int) -> dict[str,
             "events_per_second": round(events / seconds) if seconds > 0 else None}
 
 
+def deep_size(root: Any, counted: set[int]) -> int:
+    """Bytes of ``root`` and everything it reaches that ``counted`` does not hold yet (then
+    added): each object is charged to the first kind of state that reaches it."""
+    import gc
+    import types
+
+    skip = (type, types.ModuleType, types.FunctionType, types.BuiltinFunctionType)
+    total = 0
+    stack = [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in counted or isinstance(obj, skip):
+            continue
+        counted.add(id(obj))
+        total += sys.getsizeof(obj)
+        stack.extend(gc.get_referents(obj))
+    return total
+
+
+#: kind of state -> (object, attribute path) per room, in the order objects are charged
+STATE_KINDS: list[tuple[str, tuple[str, ...]]] = [
+    ("seen ids", ("seen",)), ("seen ids", ("seen_before",)),
+    ("calls", ("calls", "calls")), ("callers", ("calls", "callers")),
+    ("call buckets and interval figures", ("calls",)),
+    ("incidents", ("incidents",)), ("handler timelines", ("handlers",)),
+    ("children waiting for their parent", ("pending",)),
+    ("children waiting for their parent", ("pending_heaps",)),
+    ("records not published yet", ("out",)),
+]
+
+
+def breakdown(rooms: int, days: float, seed: int, scale: float) -> dict[str, Any]:
+    """The engine alone fed the same events as the worker (200-event messages per room,
+    flushed every 50 messages as the worker's timer would): bytes per kind of state."""
+    import gc
+
+    from services.contract.settings import Settings
+    from services.figures.engine import Engine
+
+    engine = Engine(Settings())
+    pending: dict[str, list[bytes]] = {}
+    wall = int(time.time() * 1e6)
+    messages = events = 0
+    for event in simulate_events(rooms=rooms, days=days, seed=seed, scale=scale):
+        events += 1
+        items = pending.setdefault(event["room"], [])
+        items.append(orjson.dumps(event))
+        if len(items) == BATCH:
+            engine.process(b"[" + b",".join(pending.pop(event["room"])) + b"]", wall,
+                           event["room"].encode())
+            messages += 1
+            if messages % 50 == 0:
+                engine.flush()
+    for name, items in pending.items():
+        engine.process(b"[" + b",".join(items) + b"]", wall, name.encode())
+    engine.flush()
+    gc.collect()
+    counted: set[int] = set()
+    sizes: Counter[str] = Counter()
+    counts: Counter[str] = Counter()
+    for held in engine.rooms.values():
+        room: Any = held
+        counts["seen ids"] += len(room.seen) + len(room.seen_before)
+        counts["calls"] += len(room.calls.calls)
+        counts["callers"] += len(room.calls.callers)
+        counts["incidents"] += len(room.incidents.incidents)
+        counts["handler timelines"] += sum(len(t) for t in room.handlers.timelines.values())
+        for kind, path in STATE_KINDS:
+            obj: Any = room
+            for name in path:
+                obj = getattr(obj, name)
+            sizes[kind] += deep_size(obj, counted)
+        sizes["rest of the rooms"] += deep_size(room, counted)
+    return {"events": events, "rooms": len(engine.rooms),
+            "state_mb": {k: round(v / 2**20, 1) for k, v in sizes.most_common()},
+            "total_mb": round(sum(sizes.values()) / 2**20, 1),
+            "held": dict(counts),
+            "rss_mb": round(memory_mb(os.getpid()).get("VmRSS", 0.0)),
+            "what": "the engine alone in this process fed the same events: bytes reached from "
+                    "each kind of state of every room (sys.getsizeof over gc referents, each "
+                    "object charged once, to the first kind that reaches it)"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1 simulated day, not 7")
@@ -178,10 +261,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--timeout", type=float, default=1500,
                         help="seconds allowed to each worker to apply everything")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="no broker, no worker: the engine alone in this process, and the "
+                             "bytes each kind of state holds")
     args = parser.parse_args()
     days = 1.0 if args.quick else args.days
     per_room_day = calls_per_room_day(args.seed)
     scale = CALLS_PER_YEAR / 365 / ROOMS / per_room_day
+    if args.breakdown:
+        print(json.dumps(breakdown(args.rooms, days, args.seed, scale), indent=2))
+        return
     out: dict[str, Any] = {"days": days, "rooms": args.rooms, "scale": round(scale, 4),
                            "calls_per_room_day_at_scale_1": round(per_room_day)}
     with tempfile.TemporaryDirectory() as tmp_dir, EmbeddedBroker(
