@@ -298,6 +298,9 @@ def main() -> None:
             since, difference = exact_since(watcher, want, rooms)
             every_room, _ = exact_since(watcher, want, set(sim_rooms) | {
                 f"live{i}" for i in range(ROOMS)})
+            # where the time went: the new owners' rebuilds of what the killed worker had
+            rebuild_seconds = {p: s for w in workers for p, s in per_partition(
+                w.metrics(), "pacesetter_worker_rebuild_seconds").items() if p in lost}
             out["worker_loss"] = {
                 "workers": 3,
                 "seconds_until_exact": None if since is None
@@ -312,6 +315,8 @@ def main() -> None:
                 "rooms_lost": sorted(rooms),
                 "partitions_rebuilt": int(counter_sum(workers, "pacesetter_worker_rebuilds_total")
                                           - rebuilt),
+                "rebuild_seconds_by_partition": {str(p): round(s, 2)
+                                                 for p, s in sorted(rebuild_seconds.items())},
                 "events_after_kill": len(tail),
                 "what": "one of three workers killed (SIGKILL), the last "
                         f"{TAIL_MINUTES} simulated minutes of every room produced at once: "
