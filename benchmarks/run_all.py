@@ -165,21 +165,30 @@ def goal(text: str, measured: Any, unit: str, met: bool | None, source: str,
          ) -> dict[str, Any]:
     """One goal's entry. ``met`` is the target itself (e.g. p99 below the line); ``unmet`` lists
     conditions of the measurement that did not hold (None where one did): any of them makes
-    the goal ``met: false``, and the note says which."""
+    the goal ``met: false``, listed under ``not_met`` and said in the note."""
     reasons = [reason for reason in unmet if reason]
     entry: dict[str, Any] = {"goal": text, "measured": measured, "unit": unit,
                              "met": bool(met) and measured is not None and not reasons,
                              "source": source}
-    notes = []
-    if measured is None:
-        notes.append("not measured: see the benchmark's error")
     if reasons:
-        notes.append("not met: " + "; ".join(reasons))
+        entry["not_met"] = reasons
     if note:
-        notes.append(note)
+        entry["about"] = note
+    compose_note(entry)
+    return entry
+
+
+def compose_note(entry: dict[str, Any]) -> None:
+    """``entry['note']``: not measured, the conditions not met, then what the figure is."""
+    notes = []
+    if entry["measured"] is None:
+        notes.append("not measured: see the benchmark's error")
+    if entry.get("not_met"):
+        notes.append("not met: " + "; ".join(entry["not_met"]))
+    if entry.get("about"):
+        notes.append(entry["about"])
     if notes:
         entry["note"] = "; ".join(notes)
-    return entry
 
 
 def number(value: Any) -> float | None:
@@ -207,12 +216,13 @@ def freshness_goals(api: Any) -> dict[str, Any]:
         figures = dig(api, "freshness", rate)
         p99 = number(dig(figures, "p99_ms"))
         lost = dig(figures, "probes_lost")
-        unmet = [
-            "probes_lost not reported: probes may have been lost unseen" if lost is None
-            else (f"{lost} probes lost (never seen in the stream)" if lost else None),
-            rate_reached(figures, "achieved_events_per_second", int(rate), "events")
-            if figures is not None else None,
-        ]
+        unmet: list[str | None] = []
+        if figures is not None:
+            unmet = [
+                "probes_lost not reported: probes may have been lost unseen" if lost is None
+                else (f"{lost} probes lost (never seen in the stream)" if lost else None),
+                rate_reached(figures, "achieved_events_per_second", int(rate), "events"),
+            ]
         out[f"freshness_{rate}"] = goal(
             f"freshness p99 < 250 ms at {int(rate):,} events/s", p99, "ms",
             p99 is not None and p99 < 250, f"api.freshness.{rate}.p99_ms", unmet=unmet,
@@ -335,8 +345,8 @@ def goals(results: dict[str, Any], quick: bool) -> dict[str, Any]:
     out["national_state"] = goal(
         "peak RSS of one worker process holding the national week < 2 GB", rss, "MB",
         rss is not None and rss < 2048, "national.peak_rss_mb", unmet=unmet,
-        note="VmHWM of a real `pacesetter worker` consuming, then rebuilding, 7 days of 43 "
-             "simulated rooms")
+        note="the larger VmHWM of a real `pacesetter worker` consuming, then one rebuilding, "
+             "the simulated national rooms")
     out.update(forecast_goals(results.get("forecast") or {}))
     rebalance = results.get("rebalance") or {}
     loss = number(dig(rebalance, "worker_loss", "seconds_until_exact"))
@@ -360,8 +370,9 @@ def goals(results: dict[str, Any], quick: bool) -> dict[str, Any]:
     if quick:
         for entry in out.values():
             entry["met"] = False
-            entry["note"] = ((entry.get("note") + "; ") if entry.get("note") else "") + \
-                "not met: --quick run, shorter or smaller than the goal's conditions"
+            entry["not_met"] = [*entry.get("not_met", []),
+                                "--quick run, shorter or smaller than the goal's conditions"]
+            compose_note(entry)
     return out
 
 

@@ -166,3 +166,12 @@ def test_a_quick_run_meets_no_goal(run_all: ModuleType) -> None:
     goals = run_all.goals(passing(), quick=True)
     assert all(entry["met"] is False for entry in goals.values())
     assert all("--quick" in entry["note"] for entry in goals.values())
+
+
+def test_a_quick_run_lists_its_reasons_once(run_all: ModuleType) -> None:
+    results = passing()
+    results["national"]["days"] = 1
+    entry = run_all.goals(results, quick=True)["national_state"]
+    assert entry["met"] is False
+    assert len(entry["not_met"]) == 2 and "--quick" in entry["not_met"][1]
+    assert entry["note"].count("not met:") == 1
