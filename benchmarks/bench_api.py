@@ -470,15 +470,22 @@ async def open_loop(port: int, path: str, rate: int, seconds: float, max_connect
     await asyncio.gather(*pending, return_exceptions=True)
     for _reader, writer, _used in idle:
         writer.close()
+    elapsed = loop.time() - start
     ok = latencies + failed
+    answered_2xx = sum(n for status, n in statuses.items() if 200 <= status < 300)
     return {
         "requests_scheduled": total,
         "responses": len(latencies),
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "errors": errors,
         "unfinished": len(pending),
+        # errors, timeouts, unfinished and non-2xx answers: any of them fails the goal
+        "failed": total - answered_2xx,
         "seconds": seconds,
         "target_requests_per_second": rate,
+        # 2xx answers over the run, from the first scheduled request until the last one
+        # ended: below the target when the server (or this client) could not keep up
+        "achieved_requests_per_second": round(answered_2xx / elapsed, 1) if elapsed > 0 else 0,
         "response_bytes": int(sum(sizes) / len(sizes)) if sizes else None,
         "p50_ms": ms(percentile(ok, 0.50)),
         "p90_ms": ms(percentile(ok, 0.90)),
@@ -496,22 +503,35 @@ async def closed_loop(port: int, path: str, connections: int, seconds: float) ->
     request = (f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nAccept: application/json\r\n"
                "\r\n").encode()
     done = 0
+    failed = 0
     deadline = time.monotonic() + seconds
 
     async def client() -> None:
-        nonlocal done
-        reader, writer = await asyncio.open_connection(HOST, port)
-        try:
-            while time.monotonic() < deadline:
-                writer.write(request)
-                await asyncio.wait_for(_read_response(reader), 30)
-                done += 1
-        finally:
-            writer.close()
+        nonlocal done, failed
+        while time.monotonic() < deadline:
+            try:
+                reader, writer = await asyncio.open_connection(HOST, port)
+            except OSError:
+                failed += 1
+                await asyncio.sleep(0.1)
+                continue
+            try:
+                while time.monotonic() < deadline:
+                    writer.write(request)
+                    status, _size = await asyncio.wait_for(_read_response(reader), 30)
+                    if 200 <= status < 300:
+                        done += 1
+                    else:
+                        failed += 1
+            except Exception:  # noqa: BLE001 - counted; a new connection goes on
+                failed += 1
+            finally:
+                writer.close()
 
     started = time.monotonic()
     await asyncio.gather(*(client() for _ in range(connections)))
     return {"requests_per_second": round(done / (time.monotonic() - started)),
+            "failed": failed,
             "what": f"capacity: {connections} connections in a closed loop for {seconds:g} s"}
 
 

@@ -14,7 +14,9 @@ Phases, each timed on its own:
         real public series in tests/data (Seattle 911 per 15 min, NYC EMS per hour): WAPE of
         the chosen method and of every simple method, beside the Poisson noise floor.
 
-Ends with one JSON object: ``warm_seconds``, ``cold_seconds``, ``series`` and ``accuracy``.
+Ends with one JSON object: ``warm_seconds``, ``cold_seconds``, ``series``, ``failed_series``
+(per phase run, how many series' plans failed; the first ten errors under ``failures``) and
+``accuracy``.
 """
 
 from __future__ import annotations
@@ -111,6 +113,8 @@ def main() -> None:
         settings = Settings()
 
         idle: dict[str, float] = {}
+        #: per phase, the series whose plan failed (room/line: error): any fails the goal
+        failures: dict[str, dict[str, str]] = {}
 
         def run(label: str) -> float:
             service.clear_cache()
@@ -130,6 +134,7 @@ def main() -> None:
                   f"included) = {used / args.jobs:.1f} s on {args.jobs} idle cores; "
                   f"load average {load:.1f} at the start")
             idle[label.split()[0]] = used / args.jobs
+            failures[label.split()[0]] = {f"{o.room}/{o.line}": str(o.error) for o in failed}
             return took
 
         cold = None if args.skip_cold else run("cold (backtest + forecast + staffing)")
@@ -145,6 +150,9 @@ def main() -> None:
                       "warm_idle_seconds": round(idle["warm"], 1),
                       "cold_idle_seconds": round(idle["cold"], 1) if "cold" in idle else None,
                       "jobs": args.jobs,
+                      "failed_series": {phase: len(f) for phase, f in failures.items()},
+                      "failures": {phase: dict(list(f.items())[:10])
+                                   for phase, f in failures.items() if f},
                       "accuracy": accuracy}, indent=2))
 
 

@@ -1,4 +1,6 @@
-"""Stream benchmarks: worker throughput beside the raw ceiling, recovery time, national memory.
+"""Stream benchmarks: worker throughput beside the raw ceiling, recovery time.
+
+National memory is measured by bench_national.py, with real worker processes.
 
 Prints one JSON object. Run: `.venv/bin/python benchmarks/bench_stream.py [--quick]`.
 """
@@ -7,10 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import re
-import resource
 import sys
 import tempfile
 import time
@@ -292,64 +292,6 @@ def recovery(bootstrap: str, tmp: Path, lines: list[bytes]) -> dict[str, Any]:
     }
 
 
-def national_memory(days: float = 7.0) -> dict[str, Any]:
-    """Engine memory with 7 days of a national call volume (32 M calls a year, 43 rooms)."""
-    import random
-
-    from services.contract.settings import Settings
-    from services.figures.engine import Engine
-
-    calls_per_day = 32_000_000 / 365
-    rooms = 43
-    engine = Engine(Settings())
-    rng = random.Random(7)
-    gc.collect()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start_us = 1_793_491_200_000_000  # 2026-11-02T00:00Z
-    total_calls = int(calls_per_day * days)
-    wall = start_us + int(days * 86400e6) + 10 * 86400 * 1_000_000
-    callers = [f"k:{rng.getrandbits(64):016x}" for _ in range(total_calls // 2)]
-    step = days * 86400e6 / total_calls
-    n = 0
-    started = time.perf_counter()
-    for i in range(total_calls):
-        at = start_us + int(i * step)
-        room = f"room-{i % rooms}"
-        line = "999" if i % 3 == 0 else "101"
-        call = f"c-{i}"
-        ev = {"v": 1, "type": "call.offered", "room": room, "call": call, "line": line,
-              "caller": callers[rng.randrange(len(callers))]}
-        for kind, offset in (("call.offered", 0), ("call.answered", 8_000_000),
-                             ("call.ended", 200_000_000)):
-            n += 1
-            ev = dict(ev, id=f"e{n}", type=kind, at=_iso(at + offset))
-            if kind == "call.ended":
-                ev["outcome"] = "resolved"
-            engine.process(orjson.dumps(ev), wall)
-    elapsed = time.perf_counter() - started
-    engine.flush()
-    gc.collect()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    callers_held = sum(len(r.calls.callers) for r in engine.rooms.values())
-    return {
-        "calls": total_calls,
-        "events": n,
-        "rooms": rooms,
-        "caller_keys_held": callers_held,
-        "peak_rss_mb": round(after / 1024),
-        "rss_growth_mb": round((after - before) / 1024),
-        "engine_events_per_second": round(n / elapsed),
-        "what": f"{days:g} days of national volume (32 M calls a year over 43 rooms) through "
-                "the engine: peak resident memory of the process",
-    }
-
-
-def _iso(us: int) -> str:
-    from services.figures.kpis import iso
-
-    return iso(us)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller inputs")
@@ -361,8 +303,6 @@ def main() -> None:
         print(asyncio.run(raw_ceiling(bootstrap, topic, int(expected))))
         return
     figures: dict[str, Any] = {}
-    # first, while this process holds nothing else: its peak memory is the engine's
-    figures["national_memory"] = national_memory(1.0 if args.quick else 7.0)
     with tempfile.TemporaryDirectory() as tmp_dir, EmbeddedBroker(
         "127.0.0.1", free_port()
     ) as broker:
