@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -41,12 +42,15 @@ async def _events(request: Request, model: ReadModel, room: str | None,
                 yield _event("live", state)
         while not sub.overflowed:
             try:
-                name, data = await asyncio.wait_for(sub.queue.get(), 1.0)
+                name, data, received_us = await asyncio.wait_for(sub.queue.get(), 1.0)
             except TimeoutError:
                 if await request.is_disconnected():
                     break
                 continue
             yield _event(name, data)
+            # resumed once the event was handed to the connection: the "sse" stage
+            if received_us:
+                model.freshness.observe("sse", (time.time_ns() // 1000 - received_us) / 1e6)
     finally:
         model.unsubscribe(sub)
 

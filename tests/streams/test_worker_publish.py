@@ -31,6 +31,7 @@ class FakeProducer:
         self.hold = hold  # leave acknowledgements pending until released
         self.sent: list[tuple[str, int, list[tuple[bytes, bytes]]]] = []
         self.singles: list[tuple[str, bytes, bytes]] = []
+        self.headers: list[list[tuple[str, bytes]]] = []  # of each single send
         self.futures: list[asyncio.Future[Any]] = []
         self.gate: asyncio.Event | None = None  # when set, send_batch waits for it once
 
@@ -56,8 +57,10 @@ class FakeProducer:
         self.sent.append((topic, partition, records))
         return self._future()
 
-    async def send(self, topic: str, value: bytes, key: bytes) -> Any:
+    async def send(self, topic: str, value: bytes, key: bytes,
+                   headers: list[tuple[str, bytes]] | None = None) -> Any:
         self.singles.append((topic, key, value))
+        self.headers.append(headers or [])
         return self._future()
 
     async def stop(self) -> None:
