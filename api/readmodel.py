@@ -215,7 +215,7 @@ class ReadModel:
             enable_auto_commit=False,
             auto_offset_reset="none",
             # how long the broker may hold a fetch: what a live message waits at most here
-            fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
+            fetch_max_wait_ms=self.settings.api_fetch_max_wait_ms,
             request_timeout_ms=10000,
             retry_backoff_ms=200,
             client_id="pacesetter-api",
