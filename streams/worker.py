@@ -35,7 +35,7 @@ from services.contract.freshness import (
 from services.contract.settings import Settings
 from services.figures.engine import Engine, Output, Room
 from services.figures.kpis import interval_start
-from services.figures.live import PlanLookup, live_state
+from services.figures.live import Computed, PlanLookup, computed_records, live_state
 from services.history.sink import HistorySink
 from services.kafka.broker import ensure_topics
 from services.kafka.clients import KafkaSecurity, security
@@ -539,8 +539,11 @@ class StreamWorker:
             # in this flush (the engine hands over all rooms' dead letters at every flush)
             held, self.held = self.held, []
             out = self.engine.flush(None if force or wait else self._flush_due())
+            # the open interval records just made, which live states show too: taken before
+            # any await, while no other event can change the rooms
+            computed = computed_records(self.engine.rooms, out.records)
             await self._publish(out)
-            await self._publish_live(force)
+            await self._publish_live(force, computed)
             if wait or out.dead_letters or held:
                 sends, self.pending_sends = self.pending_sends, []
                 # (no producer yet or any more: nothing was published, nothing acknowledged)
@@ -642,7 +645,8 @@ class StreamWorker:
         batch.close()  # complete: the sender takes it without lingering
         self.pending_sends.append(await producer.send_batch(batch, topic, partition=partition))
 
-    async def _publish_live(self, force: bool) -> None:
+    async def _publish_live(self, force: bool,
+                            computed: dict[str, Computed] | None = None) -> None:
         """Publish the live state of each changed room (every room when ``force``).
 
         A room publishes at most every ``LIVE_MIN_SECONDS``. Its live message carries, as
@@ -669,7 +673,8 @@ class StreamWorker:
             self.live_dirty.discard(name)
             self.live_sent[name] = now
             book = self.books.setdefault(name, AlertBook(name))
-            state, transitions = live_state(room, book, self._plan_lookup())
+            state, transitions = live_state(room, book, self._plan_lookup(),
+                                            computed=(computed or {}).get(name))
             value = orjson.dumps(state)
             published_us = wall_us()
             headers = [(HEADER_PUBLISHED, b"%d" % published_us)]
