@@ -30,8 +30,8 @@ HEADER_PUBLISHED = "pacesetter-live-published-us"
 #: Bucket bounds in seconds, 1 ms to 5 s: fine where the goal (250 ms end to end) lies, and
 #: below 5 ms for the stages that take a few milliseconds (apply, sse).
 BUCKETS: tuple[float, ...] = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.175, 0.2, 0.25, 0.3, 0.4, 0.5,
-    0.75, 1.0, 2.5, 5.0)
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.175, 0.2, 0.25,
+    0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0)
 
 
 class StageHistograms:
