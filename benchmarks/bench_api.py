@@ -309,9 +309,10 @@ def stage_figures(before: dict[str, dict[float, float]], after: dict[str, dict[f
             continue
         then = before.get(stage, {})
         delta = {bound: count - then.get(bound, 0.0) for bound, count in now.items()}
+        # null for a count with none, or for a quantile beyond the last bucket (5 s)
         out[stage] = {"count": int(delta.get(math.inf, 0.0)),
-                      "p50_ms": ms(histogram_quantile(0.50, delta)),
-                      "p99_ms": ms(histogram_quantile(0.99, delta))}
+                      "p50_ms": finite_ms(histogram_quantile(0.50, delta)),
+                      "p99_ms": finite_ms(histogram_quantile(0.99, delta))}
     return out
 
 
@@ -331,6 +332,13 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return math.nan
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def probe_delays(sent_at: list[float], seen_at: list[float]) -> list[float]:
+    """Each probe's delay, in the order sent; a probe never seen counts as an infinite delay,
+    so that lost probes show in the percentiles instead of being left out."""
+    return [seen_at[i] - sent if i < len(seen_at) else math.inf
+            for i, sent in enumerate(sent_at)]
 
 
 def finite_ms(value: float | None) -> float | None:
@@ -425,11 +433,8 @@ async def freshness(stack: Stack, rate: int, seconds: float, probes_per_second: 
                 with contextlib.suppress(BaseException):
                     await task
         await producer.stop()
-    # a probe never seen counts as an infinite delay: lost probes show in the percentiles
-    delays = [seen_at[i] - sent if i < len(seen_at) else math.inf
-              for i, sent in enumerate(sent_at)]
-    topic_delays = [topic_seen_at[i] - sent if i < len(topic_seen_at) else math.inf
-                    for i, sent in enumerate(sent_at)]
+    delays = probe_delays(sent_at, seen_at)
+    topic_delays = probe_delays(sent_at, topic_seen_at)
     seen = min(len(seen_at), len(sent_at))
     # per probe: produced -> published by the worker (header of the first live message that
     # counts it), and published -> its server-sent event at the dashboard
@@ -441,8 +446,10 @@ async def freshness(stack: Stack, rate: int, seconds: float, probes_per_second: 
         to_publish.append((published - sent_wall_us[i]) / 1e6)
         if i < len(seen_at):
             to_sse.append(delays[i] - (published - sent_wall_us[i]) / 1e6)
-    timed = {name: figures for name, figures in stages.items() if figures["p99_ms"] is not None}
-    slowest = max(timed, key=lambda name: timed[name]["p99_ms"]) if timed else None
+    # by p99; a stage counted whose p99 is beyond the last bucket (null) is the slowest
+    timed = {name: math.inf if figures["p99_ms"] is None else figures["p99_ms"]
+             for name, figures in stages.items() if figures["count"]}
+    slowest = max(timed, key=lambda name: timed[name]) if timed else None
     return {
         "target_events_per_second": rate,
         "achieved_events_per_second": round((events - len(rooms)) / elapsed),
@@ -477,7 +484,8 @@ async def freshness(stack: Stack, rate: int, seconds: float, probes_per_second: 
                     "published; each for the oldest event a live message shows first) and the "
                     "API's pacesetter_api_freshness_seconds (read_model: published -> received "
                     "by the read model; sse: -> written to a /api/v1/stream client), "
-                    "interpolated within buckets like histogram_quantile",
+                    "interpolated within buckets like histogram_quantile; null beyond the "
+                    "last bucket (5 s); slowest: the stage of the highest p99",
         },
         "per_probe": {
             "produced_to_published": {"p50_ms": finite_ms(percentile(to_publish, 0.50)),
