@@ -470,3 +470,20 @@ async def test_a_live_message_carries_and_counts_the_stages_of_the_oldest_event_
     metrics = _freshness_samples(worker)
     assert metrics[(count, "publish|")] == 2
     assert metrics[(bucket, "fetch|0.1")] == 1  # this one was received at once
+
+
+async def test_the_flush_timer_skips_a_flush_the_agent_has_just_made() -> None:
+    from streams.worker import FLUSH_SECONDS
+
+    producer = FakeProducer()
+    worker = _ready_worker(producer)
+    topic = worker.settings.topic_live
+    now_us = time.time_ns() // 1000
+    await worker.handle(0, 0, b"north", _offered("north", 1, now_us), now_us // 1000)
+    await worker.flush()  # as the agent does
+    await worker.handle(0, 1, b"north", _offered("north", 2, now_us), now_us // 1000)
+    await worker.flush_due()  # the timer, moments later: nothing
+    assert len([t for t, _k, _v in producer.singles if t == topic]) == 1
+    await asyncio.sleep(FLUSH_SECONDS)
+    await worker.flush_due()  # a period later, with no message since: published
+    assert len([t for t, _k, _v in producer.singles if t == topic]) == 2
