@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from services.contract.events import format_time
+from services.contract.freshness import HEADER_PUBLISHED, STAGES_API, StageHistograms, header_us
 from services.contract.settings import Settings
 from services.kafka.clients import security
 
@@ -49,7 +50,8 @@ class Subscriber:
     """A server-sent-events client waiting for changes (optionally of one room)."""
 
     loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[tuple[str, Any]]
+    # (event, data, when the read model received it in epoch microseconds, 0: not timed)
+    queue: asyncio.Queue[tuple[str, Any, int]]
     room: str | None = None
     overflowed: bool = False
 
@@ -109,6 +111,8 @@ class ReadModel:
         self.episode_sink: Callable[[list[dict[str, Any]]], Any] | None = None
         self._pending_episodes: dict[tuple[str, str], dict[str, Any]] = {}
         self._since_ms = 0  # records published before this are not read (see _seek_horizon)
+        #: live messages: published -> received here (read_model), -> written to SSE (sse)
+        self.freshness = StageHistograms(STAGES_API)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -210,7 +214,8 @@ class ReadModel:
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="none",
-            fetch_max_wait_ms=100,
+            # how long the broker may hold a fetch: what a live message waits at most here
+            fetch_max_wait_ms=self.settings.api_fetch_max_wait_ms,
             request_timeout_ms=10000,
             retry_backoff_ms=200,
             client_id="pacesetter-api",
@@ -239,6 +244,7 @@ class ReadModel:
             self._set_state(False, "catching up: reading " + ", ".join(self.topics)
                             + f" ({len(partitions)} partitions)")
             last_probe = time.monotonic()
+            live_topic = self.settings.topic_live
             while not self._stopping.is_set():
                 try:
                     batch = await consumer.getmany(timeout_ms=200)
@@ -246,12 +252,16 @@ class ReadModel:
                     log.warning("read model: topics were truncated or recreated; rebuilding")
                     return
                 since_ms = self._since_ms
+                received_us = time.time_ns() // 1000
                 for records in batch.values():
                     for msg in records:
                         # a broker may find offsets by time per record batch (tansu does):
                         # records of a batch published before the horizon are skipped here
                         if msg.timestamp is None or msg.timestamp >= since_ms:
-                            self._apply_message(msg.topic, msg.value)
+                            if msg.topic == live_topic and self._ready:
+                                self._received_live(msg, received_us)
+                            else:
+                                self._apply_message(msg.topic, msg.value)
                 if self._pending_episodes:
                     await asyncio.get_running_loop().run_in_executor(None, self.flush_episodes)
                 if pending:
@@ -337,7 +347,16 @@ class ReadModel:
 
     # -- applying messages -----------------------------------------------------------------
 
-    def _apply_message(self, topic: str, value: bytes | None) -> None:
+    def _received_live(self, msg: Any, received_us: int) -> None:
+        """Apply a live message as it arrives, timing it from when the worker published it."""
+        published = header_us(msg.headers, HEADER_PUBLISHED)
+        if published is None and msg.timestamp:
+            published = msg.timestamp * 1000  # the producer's create time, in milliseconds
+        if published is not None:
+            self.freshness.observe("read_model", (received_us - published) / 1e6)
+        self._apply_message(msg.topic, msg.value, received_us)
+
+    def _apply_message(self, topic: str, value: bytes | None, received_us: int = 0) -> None:
         self._messages += 1
         if value is None:
             return
@@ -347,16 +366,20 @@ class ReadModel:
             log.warning("read model: skipped a message on %s that is not JSON", topic)
             return
         try:
-            self.apply(topic, data)
+            self.apply(topic, data, received_us)
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             log.warning("read model: skipped a malformed message on %s: %s", topic, exc)
 
-    def apply(self, topic: str, data: Any) -> None:
-        """Apply one decoded message of ``topic`` (TOPICS.md shapes)."""
+    def apply(self, topic: str, data: Any, received_us: int = 0) -> None:
+        """Apply one decoded message of ``topic`` (TOPICS.md shapes).
+
+        ``received_us``: when a live message was received (epoch microseconds), so that the
+        stream route can time its delivery to each client; 0 when not timed.
+        """
         if topic == self.settings.topic_intervals:
             self._apply_record(data["kind"], data["record"])
         elif topic == self.settings.topic_live:
-            self._apply_live(data)
+            self._apply_live(data, received_us)
         elif topic == self.settings.topic_alerts:
             self._apply_alert(data)
 
@@ -384,7 +407,7 @@ class ReadModel:
             self._applied_since_prune += 1
         self._publish(room, "interval", {"kind": kind, "record": record})
 
-    def _apply_live(self, state: dict[str, Any]) -> None:
+    def _apply_live(self, state: dict[str, Any], received_us: int = 0) -> None:
         room = state["room"]
         if not isinstance(room, str) or not isinstance(state.get("lines", {}), dict):
             raise ValueError("live state without room")
@@ -392,7 +415,7 @@ class ReadModel:
             self._t.live[room] = state
             self._t.lines.setdefault(room, set()).update(state.get("lines") or {})
         if self._subscribers and self._ready:
-            self._publish(room, "live", self._live_with_acks(state))
+            self._publish(room, "live", self._live_with_acks(state), received_us)
 
     def _apply_alert(self, alert: dict[str, Any]) -> None:
         room = alert["room"]
@@ -510,7 +533,7 @@ class ReadModel:
         with self._lock, contextlib.suppress(ValueError):
             self._subscribers.remove(sub)
 
-    def _publish(self, room: str, event: str, data: Any) -> None:
+    def _publish(self, room: str, event: str, data: Any, received_us: int = 0) -> None:
         # Catching up replays history: dashboards load that over REST, not as a flood of events.
         if not self._ready:
             return
@@ -519,7 +542,7 @@ class ReadModel:
         for sub in subscribers:
             if sub.room is None or sub.room == room:
                 with contextlib.suppress(RuntimeError):  # its loop has closed
-                    sub.loop.call_soon_threadsafe(_offer, sub, (event, data))
+                    sub.loop.call_soon_threadsafe(_offer, sub, (event, data, received_us))
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -647,7 +670,7 @@ def _within(at: datetime, start: datetime | None, end: datetime | None) -> bool:
     return (start is None or at >= start) and (end is None or at < end)
 
 
-def _offer(sub: Subscriber, item: tuple[str, Any]) -> None:
+def _offer(sub: Subscriber, item: tuple[str, Any, int]) -> None:
     try:
         sub.queue.put_nowait(item)
     except asyncio.QueueFull:

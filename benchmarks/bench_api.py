@@ -215,9 +215,16 @@ async def follow_probes(base: str, room: str, seen_at: list[float], stop: asynci
 
 
 async def follow_live_topic(stack: Stack, room: str, seen_at: list[float],
-                            stop: asyncio.Event, connected: asyncio.Event) -> None:
-    """The same probe counting on the worker's live topic itself, bypassing the API."""
+                            stop: asyncio.Event, connected: asyncio.Event,
+                            published_us: list[int | None] | None = None) -> None:
+    """The same probe counting on the worker's live topic itself, bypassing the API.
+
+    ``published_us`` gets, per probe, when the worker published the first live message that
+    counts it (its ``pacesetter-live-published-us`` header; None without one).
+    """
     from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from services.contract.freshness import HEADER_PUBLISHED, header_us
 
     topic = stack.env["PACESETTER_TOPIC_LIVE"]
     consumer = AIOKafkaConsumer(bootstrap_servers=stack.broker.bootstrap,
@@ -241,8 +248,81 @@ async def follow_live_topic(stack: Stack, room: str, seen_at: list[float],
                         "offered", 0)
                     while len(seen_at) < count:
                         seen_at.append(now)
+                        if published_us is not None:
+                            published_us.append(header_us(message.headers, HEADER_PUBLISHED))
     finally:
         await consumer.stop()
+
+
+STAGES = ("fetch", "apply", "publish", "read_model", "sse")
+
+
+def scrape_histograms(url: str, family: str) -> dict[str, dict[float, float]]:
+    """Per stage, the cumulative bucket counts of histogram ``family`` at ``url`` (empty when
+    the endpoint does not answer)."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        text = httpx.get(url, timeout=5).text
+    except httpx.HTTPError:
+        return {}
+    out: dict[str, dict[float, float]] = {}
+    for metric in text_string_to_metric_families(text):
+        if metric.name != family:
+            continue
+        for sample in metric.samples:
+            if sample.name == family + "_bucket":
+                bound = float(sample.labels["le"])
+                out.setdefault(sample.labels["stage"], {})[bound] = sample.value
+    return out
+
+
+def histogram_quantile(q: float, buckets: dict[float, float]) -> float | None:
+    """Prometheus' histogram_quantile over cumulative ``{le: count}``: linear within the bucket
+    holding the rank; None when empty; inf when the rank lies in the +Inf bucket."""
+    pairs = sorted(buckets.items())
+    if not pairs or pairs[-1][1] <= 0:
+        return None
+    rank = q * pairs[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in pairs:
+        if count >= rank:
+            if math.isinf(bound):
+                return math.inf
+            if count == lower_count:
+                return bound
+            return lower_bound + (bound - lower_bound) * (rank - lower_count) / (
+                count - lower_count)
+        lower_bound, lower_count = bound, count
+    return math.inf
+
+
+def stage_figures(before: dict[str, dict[float, float]], after: dict[str, dict[float, float]],
+                  ) -> dict[str, Any]:
+    """p50/p99 per stage from the histograms' growth over a run."""
+    out: dict[str, Any] = {}
+    for stage in STAGES:
+        now = after.get(stage)
+        if not now:
+            out[stage] = {"count": 0, "p50_ms": None, "p99_ms": None}
+            continue
+        then = before.get(stage, {})
+        delta = {bound: count - then.get(bound, 0.0) for bound, count in now.items()}
+        # null for a count with none, or for a quantile beyond the last bucket (5 s)
+        out[stage] = {"count": int(delta.get(math.inf, 0.0)),
+                      "p50_ms": finite_ms(histogram_quantile(0.50, delta)),
+                      "p99_ms": finite_ms(histogram_quantile(0.99, delta))}
+    return out
+
+
+def scrape_stages(stack: Stack) -> dict[str, dict[float, float]]:
+    """Stage histograms of the worker's and the API's /metrics, merged by stage."""
+    assert stack.worker is not None
+    found = scrape_histograms(f"http://{HOST}:{stack.worker.metrics_port}/metrics",
+                              "pacesetter_worker_freshness_seconds")
+    found.update(scrape_histograms(stack.base + "/metrics", "pacesetter_api_freshness_seconds"))
+    return found
 
 
 def cpu_seconds(pid: int) -> float:
@@ -252,6 +332,18 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return math.nan
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def probe_delays(sent_at: list[float], seen_at: list[float]) -> list[float]:
+    """Each probe's delay, in the order sent; a probe never seen counts as an infinite delay,
+    so that lost probes show in the percentiles instead of being left out."""
+    return [seen_at[i] - sent if i < len(seen_at) else math.inf
+            for i, sent in enumerate(sent_at)]
+
+
+def finite_ms(value: float | None) -> float | None:
+    """Milliseconds, or None for none or an infinite delay (a lost probe)."""
+    return None if value is None or not math.isfinite(value) else ms(value)
 
 
 async def freshness(stack: Stack, rate: int, seconds: float, probes_per_second: float,
@@ -266,8 +358,10 @@ async def freshness(stack: Stack, rate: int, seconds: float, probes_per_second: 
                                 acks=1, max_batch_size=1 << 20)
     await producer.start()
     sent_at: list[float] = []
+    sent_wall_us: list[int] = []
     seen_at: list[float] = []
     topic_seen_at: list[float] = []
+    topic_published_us: list[int | None] = []
     stop = asyncio.Event()
     connected = asyncio.Event()
     topic_connected = asyncio.Event()
@@ -286,10 +380,12 @@ async def freshness(stack: Stack, rate: int, seconds: float, probes_per_second: 
         listener = asyncio.create_task(
             follow_probes(stack.base, probe_room, seen_at, stop, connected))
         topic_listener = asyncio.create_task(
-            follow_live_topic(stack, probe_room, topic_seen_at, stop, topic_connected))
+            follow_live_topic(stack, probe_room, topic_seen_at, stop, topic_connected,
+                              topic_published_us))
         await asyncio.wait_for(connected.wait(), 10)
         await asyncio.wait_for(topic_connected.wait(), 10)
         await asyncio.sleep(0.5)
+        stages_before = await asyncio.to_thread(scrape_stages, stack)
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         started = time.monotonic()
         next_probe = started + 0.5 / probes_per_second
@@ -314,6 +410,7 @@ async def freshness(stack: Stack, rate: int, seconds: float, probes_per_second: 
                          "room": probe_room, "at": iso_now(), "call": f"probe-{len(sent_at)}",
                          "line": "probe"}
                 sent_at.append(time.monotonic())
+                sent_wall_us.append(time.time_ns() // 1000)
                 await producer.send(topic, orjson.dumps(probe), key=probe_room.encode())
                 next_probe += 1 / probes_per_second
             await asyncio.sleep(max(0.0, tick - (time.monotonic() - now)))
@@ -326,6 +423,8 @@ async def freshness(stack: Stack, rate: int, seconds: float, probes_per_second: 
             if listener.done():
                 break
             await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # the stages of the last probes reach the histograms
+        stages = stage_figures(stages_before, await asyncio.to_thread(scrape_stages, stack))
     finally:
         stop.set()
         for task in (listener, topic_listener):
@@ -334,8 +433,23 @@ async def freshness(stack: Stack, rate: int, seconds: float, probes_per_second: 
                 with contextlib.suppress(BaseException):
                     await task
         await producer.stop()
-    delays = [seen - sent for sent, seen in zip(sent_at, seen_at, strict=False)]
-    topic_delays = [seen - sent for sent, seen in zip(sent_at, topic_seen_at, strict=False)]
+    delays = probe_delays(sent_at, seen_at)
+    topic_delays = probe_delays(sent_at, topic_seen_at)
+    seen = min(len(seen_at), len(sent_at))
+    # per probe: produced -> published by the worker (header of the first live message that
+    # counts it), and published -> its server-sent event at the dashboard
+    to_publish = []
+    to_sse = []
+    for i, published in enumerate(topic_published_us[:len(sent_at)]):
+        if published is None:
+            continue
+        to_publish.append((published - sent_wall_us[i]) / 1e6)
+        if i < len(seen_at):
+            to_sse.append(delays[i] - (published - sent_wall_us[i]) / 1e6)
+    # by p99; a stage counted whose p99 is beyond the last bucket (null) is the slowest
+    timed = {name: math.inf if figures["p99_ms"] is None else figures["p99_ms"]
+             for name, figures in stages.items() if figures["count"]}
+    slowest = max(timed, key=lambda name: timed[name]) if timed else None
     return {
         "target_events_per_second": rate,
         "achieved_events_per_second": round((events - len(rooms)) / elapsed),
@@ -344,19 +458,44 @@ async def freshness(stack: Stack, rate: int, seconds: float, probes_per_second: 
         "seconds": round(elapsed, 1),
         "generator_max_behind_seconds": round(behind_max, 3),
         "probes_sent": len(sent_at),
-        "probes_seen": min(len(seen_at), len(sent_at)),
-        "p50_ms": ms(percentile(delays, 0.50)),
-        "p99_ms": ms(percentile(delays, 0.99)),
-        "max_ms": ms(max(delays) if delays else None),
+        "probes_seen": seen,
+        "probes_lost": len(sent_at) - seen,
+        "p50_ms": finite_ms(percentile(delays, 0.50)),
+        "p99_ms": finite_ms(percentile(delays, 0.99)),
+        "max_ms": finite_ms(max(delays) if delays else None),
+        "percentiles_note": "over every probe sent: a probe never seen counts as an infinite "
+                            "delay, and a percentile it reaches is null",
         "p99_ms_by_5s_window": [
-            ms(percentile([d for t, d in zip(sent_at, delays, strict=False)
-                           if lo <= t - started < lo + 5], 0.99))
+            finite_ms(percentile([d for t, d in zip(sent_at, delays, strict=True)
+                                  if lo <= t - started < lo + 5], 0.99))
             for lo in range(0, int(elapsed), 5)],
         "worker_only": {
-            "p50_ms": ms(percentile(topic_delays, 0.50)),
-            "p99_ms": ms(percentile(topic_delays, 0.99)),
+            "p50_ms": finite_ms(percentile(topic_delays, 0.50)),
+            "p99_ms": finite_ms(percentile(topic_delays, 0.99)),
             "what": "the same probes, to the first message on the worker's live topic that "
                     "counts them (the API's share is the difference)",
+        },
+        "stages": {
+            **stages,
+            "slowest": slowest,
+            "what": "per stage, p50/p99 over the run from the growth of the worker's "
+                    "pacesetter_worker_freshness_seconds (fetch: event produced -> received by "
+                    "the worker's agent; apply: -> applied; publish: -> its room's live state "
+                    "published; each for the oldest event a live message shows first) and the "
+                    "API's pacesetter_api_freshness_seconds (read_model: published -> received "
+                    "by the read model; sse: -> written to a /api/v1/stream client), "
+                    "interpolated within buckets like histogram_quantile; null beyond the "
+                    "last bucket (5 s); slowest: the stage of the highest p99",
+        },
+        "per_probe": {
+            "produced_to_published": {"p50_ms": finite_ms(percentile(to_publish, 0.50)),
+                                      "p99_ms": finite_ms(percentile(to_publish, 0.99))},
+            "published_to_sse": {"p50_ms": finite_ms(percentile(to_sse, 0.50)),
+                                 "p99_ms": finite_ms(percentile(to_sse, 0.99))},
+            "what": "each probe split where the worker published the first live message "
+                    "counting it (the message's pacesetter-live-published-us header): the "
+                    "worker's share (fetch, apply, publish) and the API's (read_model, sse, "
+                    "the client's read)",
         },
         "cpu_cores_used": cpu,
         "what": f"{rate} events/s of live calls and handler states for two rooms "

@@ -40,7 +40,7 @@ def register(app: faust.App, worker: StreamWorker) -> None:
     @app.timer(interval=FLUSH_SECONDS)
     async def publish_changes() -> None:
         """Publish what changed even when no message arrives."""
-        await worker.flush()
+        await worker.flush_due()
 
     @app.timer(interval=TICK_SECONDS)
     async def close_intervals() -> None:

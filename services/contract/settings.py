@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     # How long the broker may hold a fetch with no new records: the worst part of an event's
     # delay before the worker sees it (Faust's own 1,500 ms made freshness 0.4-3 s).
     kafka_fetch_max_wait_ms: int = Field(default=10, ge=0, le=5000)
+    # The same for the API's read model: tansu holds a fetch for up to about half of it, so 25 ms
+    # adds at most ~15 ms to a live message, as 10 ms does, at 40 % less CPU polling 3 topics.
+    api_fetch_max_wait_ms: int = Field(default=25, ge=0, le=5000)
     worker_metrics_host: str = "127.0.0.1"
     # 0 turns the worker's /metrics, /healthz and /readyz off.
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)

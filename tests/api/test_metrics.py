@@ -73,7 +73,7 @@ def test_pipeline_health_is_summed_over_rooms(exposition):
 
 def test_label_sets_are_bounded(exposition):
     allowed = {"room", "line", "state", "rule", "grade", "definition", "type", "reason", "le",
-               "severity", "acknowledged"}
+               "severity", "acknowledged", "stage"}
     for family in text_string_to_metric_families(exposition):
         if family.name.startswith("pacesetter_"):
             for sample in family.samples:

@@ -92,3 +92,49 @@ def test_stream_takes_the_session_cookie_when_tokens_are_set(settings, model):
             with browser.stream("GET", "/api/v1/stream") as response:
                 assert response.status_code == 200
                 assert Reader(response).until(lambda ev: len(ev) >= 1)[0][0] == "live"
+
+
+def _stage_samples(url: str) -> dict[tuple[str, str], float]:
+    """``(sample name, stage or le) -> value`` of pacesetter_api_freshness_seconds at /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(httpx.get(url + "/metrics", timeout=10).text):
+        if family.name == "pacesetter_api_freshness_seconds":
+            for sample in family.samples:
+                key = sample.labels["stage"] + "|" + sample.labels.get("le", "")
+                out[(sample.name, key)] = sample.value
+    return out
+
+
+def test_live_messages_are_timed_from_publication_to_the_stream_on_metrics(server, feed):
+    from services.contract.freshness import HEADER_PUBLISHED
+
+    before = _stage_samples(server.url)
+    count = "pacesetter_api_freshness_seconds_count"
+    bucket = "pacesetter_api_freshness_seconds_bucket"
+    with httpx.stream("GET", server.url + "/api/v1/stream", params={"room": "north"},
+                      timeout=30) as response:
+        reader = Reader(response)
+        reader.until(lambda ev: len(ev) >= 1)
+        # published 0.3 s ago by the worker's clock: the read_model stage lasts at least that
+        published = time.time_ns() // 1000 - 300_000
+        state = live_state("north", BASE + timedelta(seconds=9), in_queue=5)
+        feed.producer.send(feed.settings.topic_live, key=b"north",
+                           value=json.dumps(state).encode(),
+                           headers=[(HEADER_PUBLISHED, b"%d" % published)])
+        feed.flush()
+        reader.until(lambda ev: any(
+            n == "live" and d["lines"]["999"]["in_queue"] == 5 for n, d in ev))
+        deadline = time.monotonic() + 10
+        while (after := _stage_samples(server.url)).get((count, "sse|"), 0) <= before.get(
+                (count, "sse|"), 0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def grew(name: str, key: str) -> float:
+        return after.get((name, key), 0) - before.get((name, key), 0)
+
+    assert grew(count, "read_model|") == 1
+    assert grew(bucket, "read_model|0.25") == 0  # it took over 0.25 s
+    assert grew(bucket, "read_model|+Inf") == 1
+    assert grew(count, "sse|") == 1  # one client, one event written

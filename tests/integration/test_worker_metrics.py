@@ -54,6 +54,11 @@ def test_a_running_worker_reports_partitions_lag_events_dead_letters_and_readine
                     >= 1)
 
         wait_until(counted, 60, interval=0.5, what="the events and the dead letter counted")
+        # the room's live state went out timed by stage (services/contract/freshness.py)
+        wait_until(lambda: all(worker.metrics().get(
+            f'pacesetter_worker_freshness_seconds_count{{stage="{stage}"}}', 0) >= 1
+            for stage in ("fetch", "apply", "publish")), 30, interval=0.5,
+                   what="the freshness stages counted")
         # caught up: nothing waits, so no partition lags, in messages or seconds
         wait_until(lambda: all(v == 0 for k, v in worker.metrics().items()
                                if k.startswith("pacesetter_worker_lag_")), 30, interval=0.5,

@@ -31,6 +31,7 @@ class FakeProducer:
         self.hold = hold  # leave acknowledgements pending until released
         self.sent: list[tuple[str, int, list[tuple[bytes, bytes]]]] = []
         self.singles: list[tuple[str, bytes, bytes]] = []
+        self.headers: list[list[tuple[str, bytes]]] = []  # of each single send
         self.futures: list[asyncio.Future[Any]] = []
         self.gate: asyncio.Event | None = None  # when set, send_batch waits for it once
 
@@ -56,8 +57,10 @@ class FakeProducer:
         self.sent.append((topic, partition, records))
         return self._future()
 
-    async def send(self, topic: str, value: bytes, key: bytes) -> Any:
+    async def send(self, topic: str, value: bytes, key: bytes,
+                   headers: list[tuple[str, bytes]] | None = None) -> Any:
         self.singles.append((topic, key, value))
+        self.headers.append(headers or [])
         return self._future()
 
     async def stop(self) -> None:
@@ -407,3 +410,80 @@ async def test_a_partition_assigned_back_is_kept_only_when_its_state_is_still_ex
         await asyncio.sleep(0)
     assert (worker.kept.get(0, 0), rebuilt) == ((1, []) if kept else (0, [0]))
     assert state.ready.is_set() is kept
+
+
+def _freshness_samples(worker: StreamWorker) -> dict[tuple[str, str], float]:
+    """``(sample name, "stage|le") -> value`` of the freshness histogram the worker's /metrics
+    serves."""
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from streams.observe import WorkerObserver
+
+    text = generate_latest(WorkerObserver(worker).registry).decode()
+    out: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "pacesetter_worker_freshness_seconds":
+            for sample in family.samples:
+                key = sample.labels["stage"] + "|" + sample.labels.get("le", "")
+                out[(sample.name, key)] = sample.value
+    return out
+
+
+async def test_a_live_message_carries_and_counts_the_stages_of_the_oldest_event_it_shows(
+) -> None:
+    from services.contract.freshness import (
+        HEADER_APPLIED,
+        HEADER_FETCHED,
+        HEADER_PRODUCED,
+        HEADER_PUBLISHED,
+    )
+    from streams.worker import FLUSH_SECONDS
+
+    producer = FakeProducer()
+    worker = _ready_worker(producer)
+    topic = worker.settings.topic_live
+    now_us = time.time_ns() // 1000
+    first_produced_ms = now_us // 1000 - 200  # produced 0.2 s before the worker got it
+    await worker.handle(0, 0, b"north", _offered("north", 1, now_us), first_produced_ms)
+    await worker.handle(0, 1, b"north", _offered("north", 2, now_us), now_us // 1000)
+    await worker.flush()
+    lives = [i for i, (t, _k, _v) in enumerate(producer.singles) if t == topic]
+    assert len(lives) == 1
+    headers = {name: int(value) for name, value in producer.headers[lives[0]]}
+    # the times are those of the first event: the one that waited longest
+    assert headers[HEADER_PRODUCED] == first_produced_ms * 1000
+    assert (headers[HEADER_PRODUCED] <= headers[HEADER_FETCHED] <= headers[HEADER_APPLIED]
+            <= headers[HEADER_PUBLISHED])
+    metrics = _freshness_samples(worker)
+    count = "pacesetter_worker_freshness_seconds_count"
+    bucket = "pacesetter_worker_freshness_seconds_bucket"
+    assert {stage: metrics[(count, stage + "|")] for stage in ("fetch", "apply", "publish")} == {
+        "fetch": 1, "apply": 1, "publish": 1}
+    assert metrics[(bucket, "fetch|0.1")] == 0 and metrics[(bucket, "fetch|+Inf")] == 1
+
+    # a room that changed again publishes at the next flush, and is timed again
+    await asyncio.sleep(FLUSH_SECONDS)
+    await worker.handle(0, 2, b"north", _offered("north", 3, now_us), time.time_ns() // 1_000_000)
+    await worker.flush()
+    assert len([t for t, _k, _v in producer.singles if t == topic]) == 2
+    metrics = _freshness_samples(worker)
+    assert metrics[(count, "publish|")] == 2
+    assert metrics[(bucket, "fetch|0.1")] == 1  # this one was received at once
+
+
+async def test_the_flush_timer_skips_a_flush_the_agent_has_just_made() -> None:
+    from streams.worker import FLUSH_SECONDS
+
+    producer = FakeProducer()
+    worker = _ready_worker(producer)
+    topic = worker.settings.topic_live
+    now_us = time.time_ns() // 1000
+    await worker.handle(0, 0, b"north", _offered("north", 1, now_us), now_us // 1000)
+    await worker.flush()  # as the agent does
+    await worker.handle(0, 1, b"north", _offered("north", 2, now_us), now_us // 1000)
+    await worker.flush_due()  # the timer, moments later: nothing
+    assert len([t for t, _k, _v in producer.singles if t == topic]) == 1
+    await asyncio.sleep(FLUSH_SECONDS)
+    await worker.flush_due()  # a period later, with no message since: published
+    assert len([t for t, _k, _v in producer.singles if t == topic]) == 2

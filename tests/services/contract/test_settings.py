@@ -66,6 +66,8 @@ def test_variables_carry_the_pacesetter_prefix(monkeypatch: pytest.MonkeyPatch) 
         ("PACESETTER_API_PORT", "70000"),
         ("PACESETTER_SHRINKAGE", "1"),
         ("PACESETTER_BOOTSTRAP_SERVERS", ""),
+        ("PACESETTER_API_FETCH_MAX_WAIT_MS", "-1"),
+        ("PACESETTER_API_FETCH_MAX_WAIT_MS", "soon"),
     ],
 )
 def test_an_invalid_variable_fails_at_start_naming_it(

@@ -60,3 +60,34 @@ def test_live_figures_equal_a_plain_count(hours: float) -> None:
                   and now - c.offered.at_us < 3600 * US]
         assert figures["in_queue"] == len(queued)
     assert orjson.loads(orjson.dumps(state)) == state
+
+
+def test_a_live_state_shows_the_interval_record_the_flush_made_only_while_it_is_exact() -> None:
+    from services.figures.kpis import iso
+    from services.figures.live import computed_records
+
+    engine = Engine(Settings())
+    start_us = int(WALL.timestamp()) * US
+
+    def event(n: int, kind: str, **fields: object) -> bytes:
+        return orjson.dumps({"v": 1, "id": f"e{n}", "type": kind, "room": "north",
+                             "at": iso(start_us + n * US), **fields})
+
+    for n in range(0, 40, 2):
+        engine.process(event(n, "call.offered", call=f"c{n}", line="999"), start_us + n * US)
+        if n % 4 == 0:
+            engine.process(event(n + 1, "call.answered", call=f"c{n}", handler="h1"),
+                           start_us + (n + 1) * US)
+    room = engine.rooms["north"]
+    out = engine.flush()
+    computed = computed_records(engine.rooms, out.records)
+    record = next(r for kind, _k, r in out.records if kind == "interval" and not r["final"])
+    shared, _ = live_state(room, AlertBook("north"), computed=computed["north"])
+    fresh, _ = live_state(room, AlertBook("north"))
+    assert shared == fresh
+    assert shared["lines"]["999"]["interval"] is record  # taken, not computed again
+    # a call offered since: that record is stale, and is computed again
+    engine.process(event(41, "call.offered", call="c41", line="999"), start_us + 41 * US)
+    again, _ = live_state(room, AlertBook("north"), computed=computed["north"])
+    assert again == live_state(room, AlertBook("north"))[0]
+    assert again["lines"]["999"]["interval"]["offered"] == record["offered"] + 1
