@@ -133,6 +133,7 @@ class StreamWorker:
         self.fresh_pending: dict[str, tuple[int, int, int]] = {}
         self.freshness = StageHistograms(STAGES_WORKER)  # what /metrics shows of them
         self.plan_cache: dict[tuple[str, str, int], tuple[float, dict[str, Any] | None]] = {}
+        self.plan_absent: dict[tuple[str, str], float] = {}  # rooms catching up: no plan since
         # plan look-ups from the event loop, one at a time
         self.store_lock = threading.Lock()
         # The history sink writes final records and alert episodes from a thread of its own,
@@ -741,9 +742,17 @@ class StreamWorker:
             cached = self.plan_cache.get(key)
             # a plan is looked up again after a minute; "no plan yet" after 10 s, so that a
             # plan saved by the forecaster shows soon after
-            if cached is not None and time.monotonic() - cached[0] < (
-                    60 if cached[1] is not None else 10):
+            now = time.monotonic()
+            if cached is not None and now - cached[0] < (60 if cached[1] is not None else 10):
                 return cached[1]
+            # A room catching up moves through a new interval at almost every live state (a
+            # store query each: a fifth of the worker's time in a backfill), and plans are
+            # made for intervals to come, not for its past: a line that had none a moment
+            # ago is taken to have none for 10 s, as "no plan yet" of one interval is.
+            caught = self.engine.rooms.get(room)
+            catching_up = caught is not None and not caught.live
+            if catching_up and now - self.plan_absent.get((room, line), -60.0) < 10:
+                return None
             if self.history is not None and not self.history.available:
                 # the store is down: the stream must not wait for a connection attempt
                 return cached[1] if cached is not None else None
@@ -758,6 +767,10 @@ class StreamWorker:
             self.plan_cache[key] = (time.monotonic(), row)
             if len(self.plan_cache) > 4096:
                 self.plan_cache.clear()
+            if row is None and catching_up:
+                self.plan_absent[(room, line)] = time.monotonic()
+            elif row is not None:
+                self.plan_absent.pop((room, line), None)
             return row
 
         return lookup
