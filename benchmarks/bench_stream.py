@@ -59,13 +59,19 @@ def worker_gc(tuned: bool) -> Iterator[None]:
         gc.set_threshold(*saved)
 
 
-async def raw_ceiling(bootstrap: str, topic: str, expected: int, tuned: bool = True) -> float:
-    """``ceiling_loop`` with the worker's process tuning (``tuned``) or Python's defaults."""
+async def raw_ceiling(bootstrap: str, topic: str, expected: int,
+                      tuned: bool = True) -> tuple[float, float]:
+    """``ceiling_loop`` with the worker's process tuning (``tuned``) or Python's defaults.
+
+    Returns:
+        Events per second of wall time, and per CPU second of this process (a figure a
+        machine shared with other work skews less).
+    """
     with worker_gc(tuned):
         return await ceiling_loop(bootstrap, topic, expected)
 
 
-async def ceiling_loop(bootstrap: str, topic: str, expected: int) -> float:
+async def ceiling_loop(bootstrap: str, topic: str, expected: int) -> tuple[float, float]:
     """aiokafka consuming the same messages, parsing them and updating the same figures in
     plain dicts: dedup by id, calls with exits and ends, repeat callers, incidents, handler
     timelines; no validation, no durability, nothing published.
@@ -97,6 +103,7 @@ async def ceiling_loop(bootstrap: str, topic: str, expected: int) -> float:
             batches = await consumer.getmany(timeout_ms=500, max_records=10000)
             if started is None and batches:
                 started = time.perf_counter()
+                cpu = time.process_time()
             for messages in batches.values():
                 for message in messages:
                     items = orjson.loads(message.value)
@@ -139,28 +146,34 @@ async def ceiling_loop(bootstrap: str, topic: str, expected: int) -> float:
                         else:
                             incidents.setdefault((room, e["incident"]), {})[kind] = ts
         assert started is not None
-        return count / (time.perf_counter() - started)
+        return (count / (time.perf_counter() - started),
+                count / (time.process_time() - cpu))
     finally:
         await consumer.stop()
 
 
-def replay_seconds(log_text: str) -> tuple[int, float, float]:
-    """(messages, replay seconds, start-up seconds) of a worker's rebuild, from its log.
+def replay_seconds(log_text: str) -> tuple[int, float, float, float]:
+    """(messages, replay seconds, start-up seconds, replay CPU seconds) of a worker's rebuild.
 
-    Its partitions start rebuilding together and replay side by side: the replay runs from
-    the first message any of them received to the last one's rooms published, and start-up
-    (topics checked, consumer connected, offsets looked up) until that first message.
+    From its log. Its partitions start rebuilding together and replay side by side: the
+    replay runs from the first message any of them received to the last one's rooms
+    published, and start-up (topics checked, consumer connected, offsets looked up) until
+    that first message; the CPU seconds are the worker process's over the same span.
     """
     found = re.findall(r"rebuilt: (\d+) messages, \d+ rooms in [\d.]+ s \(committed offset \d+; "
-                       r"start-up ([\d.]+) s, then replay and publication ([\d.]+) s\)", log_text)
-    busy = [(float(up), float(up) + float(replay)) for m, up, replay in found if int(m)]
+                       r"start-up ([\d.]+) s, then replay and publication ([\d.]+) s; "
+                       r"process CPU ([\d.]+) to ([\d.]+) s\)", log_text)
+    busy = [(float(up), float(up) + float(replay), float(cpu0), float(cpu1))
+            for m, up, replay, cpu0, cpu1 in found if int(m)]
     if not busy:
-        return 0, 0.0, 0.0
-    first = min(up for up, _ in busy)
-    return sum(int(m) for m, _, _ in found), max(end for _, end in busy) - first, first
+        return 0, 0.0, 0.0, 0.0
+    first = min(b[0] for b in busy)
+    cpu = max(b[3] for b in busy) - min(b[2] for b in busy)
+    return sum(int(f[0]) for f in found), max(b[1] for b in busy) - first, first, cpu
 
 
-def fresh_ceiling(bootstrap: str, topic: str, expected: int, tuned: bool = True) -> float:
+def fresh_ceiling(bootstrap: str, topic: str, expected: int,
+                  tuned: bool = True) -> tuple[float, float]:
     """``raw_ceiling`` in a new Python process (this file with ``--ceiling``)."""
     import subprocess
 
@@ -168,7 +181,16 @@ def fresh_ceiling(bootstrap: str, topic: str, expected: int, tuned: bool = True)
         [sys.executable, __file__, "--ceiling", bootstrap, topic, str(expected)]
         + ([] if tuned else ["--default-gc"]),
         capture_output=True, text=True, check=True, timeout=600)
-    return float(result.stdout.strip().splitlines()[-1])
+    wall, cpu = result.stdout.strip().splitlines()[-1].split()
+    return float(wall), float(cpu)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system, every thread) a process has used so far."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def live_totals(bootstrap: str, topic: str) -> int:
@@ -263,7 +285,9 @@ def throughput(bootstrap: str, tmp: Path, lines: list[bytes],
     worker = Process(["worker"], env, tmp / "throughput.log")
     try:
         wait_ready(worker, partitions)
+        cpu_before = cpu_seconds(worker.proc.pid)
         produced, applied, messages = asyncio.run(produce_and_watch(bootstrap, env, lines))
+        worker_cpu = cpu_seconds(worker.proc.pid) - cpu_before
     finally:
         worker.stop()
     # The same worker's replay: a second one (same group) rebuilds every partition from the
@@ -271,7 +295,7 @@ def throughput(bootstrap: str, tmp: Path, lines: list[bytes],
     replayer = Process(["worker"], env, tmp / "throughput-replay.log")
     try:
         wait_ready(replayer, partitions, 300)
-        replayed, replay_wall, replay_startup = replay_seconds(replayer.text())
+        replayed, replay_wall, replay_startup, replay_cpu = replay_seconds(replayer.text())
     finally:
         replayer.stop()
     # The ceiling runs in a fresh process each time, as the worker does: in a process whose
@@ -279,11 +303,14 @@ def throughput(bootstrap: str, tmp: Path, lines: list[bytes],
     # since its allocations no longer fault in new pages. That figure is reported beside it.
     # Each runs with the worker's process tuning (GC thresholds, frozen start-up heap); one
     # fresh run with Python's defaults is reported beside them, as earlier runs measured it.
-    ceilings = [fresh_ceiling(bootstrap, topic, len(lines)) for _ in range(ceiling_runs)]
+    runs = [fresh_ceiling(bootstrap, topic, len(lines)) for _ in range(ceiling_runs)]
+    ceilings = [wall for wall, _cpu in runs]
     ceiling = max(ceilings)
-    default_gc = fresh_ceiling(bootstrap, topic, len(lines), tuned=False)
-    warm = asyncio.run(raw_ceiling(bootstrap, topic, len(lines)))
+    ceiling_cpu = max(cpu for _wall, cpu in runs)
+    default_gc, _ = fresh_ceiling(bootstrap, topic, len(lines), tuned=False)
+    warm, _ = asyncio.run(raw_ceiling(bootstrap, topic, len(lines)))
     worker_rate = len(lines) / applied
+    worker_cpu_rate = len(lines) / worker_cpu
     replay_rate = (round(len(lines) / replay_wall)
                    if replayed == messages and replay_wall else None)
     return {
@@ -296,6 +323,9 @@ def throughput(bootstrap: str, tmp: Path, lines: list[bytes],
         "raw_ceiling_process_tuning": {"gc_thresholds": list(GC_THRESHOLDS),
                                        "gc_freeze": True, "as_the_worker": True},
         "ratio_to_ceiling": round(worker_rate / ceiling, 3),
+        "worker_events_per_cpu_second": round(worker_cpu_rate),
+        "raw_ceiling_events_per_cpu_second": round(ceiling_cpu),
+        "ratio_to_ceiling_in_cpu_seconds": round(worker_cpu_rate / ceiling_cpu, 3),
         "raw_ceiling_default_gc_events_per_second": round(default_gc),
         "ratio_to_default_gc_ceiling": round(worker_rate / default_gc, 3),
         "raw_ceiling_in_a_warm_process_events_per_second": round(warm),
@@ -303,6 +333,8 @@ def throughput(bootstrap: str, tmp: Path, lines: list[bytes],
         "worker_replay_events_per_second": replay_rate,
         "worker_replay_seconds": round(replay_wall, 3),
         "worker_replay_startup_seconds": round(replay_startup, 3),
+        "worker_replay_events_per_cpu_second": (
+            round(len(lines) / replay_cpu) if replay_rate and replay_cpu else None),
         "what": "worker: one running worker applying a simulated file sent as 200-event "
                 "batches, from the first message produced to the worker publishing the live "
                 "state that counts every event (the message's create time); ceiling: the best of "
@@ -318,7 +350,9 @@ def throughput(bootstrap: str, tmp: Path, lines: list[bytes],
                 "any partition received to the last partition's rebuilt records queued for "
                 "publication (its log lines), start-up (topics checked, consumer connected, "
                 "offsets looked up) reported apart as worker_replay_startup_seconds; not part "
-                "of the ratio",
+                "of the ratio; *_per_cpu_second: the same events over the CPU seconds of the "
+                "worker process (all its threads, the whole step) and of the ceiling's loop, "
+                "a figure other work on a shared machine skews less than wall time",
     }
 
 
@@ -359,8 +393,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.ceiling:
         bootstrap, topic, expected = args.ceiling
-        print(asyncio.run(raw_ceiling(bootstrap, topic, int(expected),
-                                      tuned=not args.default_gc)))
+        print(*asyncio.run(raw_ceiling(bootstrap, topic, int(expected),
+                                       tuned=not args.default_gc)))
         return
     figures: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp_dir, EmbeddedBroker(
