@@ -54,6 +54,7 @@ CATCH_UP_FLUSH_SECONDS = 1.0
 LIVE_MIN_SECONDS = FLUSH_SECONDS
 STORE_CLOSE_SECONDS = 30.0  # at shutdown, how long to wait for the store to take the queue
 PARTITION_CACHE = 200_000  # message keys whose partition is remembered
+REBUILD_FETCH = 5000  # messages a rebuild takes from its consumer at a time
 # A catch-up that has not reached its offset by then (a broker that stopped answering) gives
 # up and rebuilds the partition instead, rather than hold the partition forever.
 CATCH_UP_SECONDS = 60.0
@@ -81,6 +82,9 @@ class PartitionState:
         self.rebuild_messages = 0
         self.rebuild_started = time.monotonic()
         self.rebuild_ended: float | None = None
+        # when the rebuild received its first message: start-up (topics checked, consumer
+        # connected, offsets looked up) is told apart from the replay itself
+        self.replay_started: float | None = None
         self.newest_event_ms = 0  # Kafka timestamp of the newest applied message
 
     def rebuild_seconds(self) -> float:
@@ -129,6 +133,7 @@ class StreamWorker:
         self.fresh_pending: dict[str, tuple[int, int, int]] = {}
         self.freshness = StageHistograms(STAGES_WORKER)  # what /metrics shows of them
         self.plan_cache: dict[tuple[str, str, int], tuple[float, dict[str, Any] | None]] = {}
+        self.plan_absent: dict[tuple[str, str], float] = {}  # rooms catching up: no plan since
         # plan look-ups from the event loop, one at a time
         self.store_lock = threading.Lock()
         # The history sink writes final records and alert episodes from a thread of its own,
@@ -282,6 +287,8 @@ class StreamWorker:
     async def _rebuild(self, state: PartitionState) -> None:
         """Replay the partition from the start of the events topic into a fresh engine."""
         started = state.rebuild_started = time.monotonic()
+        state.replay_started = None
+        replay_cpu = time.process_time()
         self.rebuilds[state.partition] = self.rebuilds.get(state.partition, 0) + 1
         tp = TopicPartition(self.settings.topic_events, state.partition)
         consumer = AIOKafkaConsumer(
@@ -314,40 +321,56 @@ class StreamWorker:
             last = -1
             idle = 0
             position = 0
-            # tansu's end offset can be short by one record batch: keep reading until a fetch
-            # after it comes back empty. The position, not the last offset read, says how far
-            # the partition is read: compaction and transaction markers leave offsets that no
-            # message has.
-            # Under a steady feed fetches are never empty: once past the end offset seen at the
-            # start, a second is enough (what comes later reaches the agent and ``_catch_up``).
+            # The rebuild must read at least to the committed offset (the agent delivers only
+            # what comes after it) and should read to the end, so that the partition is
+            # current when it goes live; what it does not read reaches the agent and
+            # ``_catch_up``. tansu's end offset can be the base offset of the last record
+            # batch, one batch short: so once the position reaches it, the end offset is read
+            # again. A position past it means that last batch was read whole (fetches return
+            # whole batches, and the consumer handed over all it had: fewer messages than
+            # asked for); a position at it, one empty fetch from there proves nothing more is
+            # there. No idle wait otherwise. The position, not the last offset read, says how
+            # far the partition is read: compaction and transaction markers leave offsets
+            # that no message has. Under a steady feed, once past the end offset, a second is
+            # enough.
             reached_at: float | None = None
+            at_end = False  # the position is the end offset, read again: an empty fetch ends
             while True:
-                batches = await consumer.getmany(tp, timeout_ms=200, max_records=5000)
+                batches = await consumer.getmany(tp, timeout_ms=200, max_records=REBUILD_FETCH)
                 messages = batches.get(tp, [])
                 position = await consumer.position(tp)
-                if position >= end:
-                    reached_at = reached_at or time.monotonic()
-                if not messages:
+                if messages:
+                    idle = 0
+                    if state.replay_started is None:
+                        state.replay_started = time.monotonic()
+                        replay_cpu = time.process_time()
+                    for message in messages:
+                        if published is None and message.offset >= committed:
+                            published = engine.flush()
+                        when = (message.timestamp or 0) * 1000 or self.clock()
+                        engine.process(message.value or b"", when, message.key,
+                                       self._source(tp.partition, message.offset))
+                        last = message.offset
+                        count += 1
+                        state.newest_event_ms = max(state.newest_event_ms,
+                                                    message.timestamp or 0)
+                    state.rebuild_messages = count
+                    self.rebuild_messages_total += len(messages)
+                else:
                     idle += 1
-                    if position >= end and idle >= 2:
-                        break
                     if idle > 50:
                         break
+                if position < committed or position < end or len(messages) >= REBUILD_FETCH:
                     continue
-                idle = 0
-                for message in messages:
-                    if published is None and message.offset >= committed:
-                        published = engine.flush()
-                    when = (message.timestamp or 0) * 1000 or self.clock()
-                    engine.process(message.value or b"", when, message.key,
-                                   self._source(tp.partition, message.offset))
-                    last = message.offset
-                    count += 1
-                    state.newest_event_ms = max(state.newest_event_ms, message.timestamp or 0)
-                state.rebuild_messages = count
-                self.rebuild_messages_total += len(messages)
-                if reached_at is not None and time.monotonic() - reached_at >= 1.0:
-                    break
+                if at_end and not messages:
+                    break  # an empty fetch at the end offset: all of it is read
+                reached_at = reached_at or time.monotonic()
+                if time.monotonic() - reached_at >= 1.0:
+                    break  # a steady feed: the agent takes over from here
+                end = (await consumer.end_offsets([tp]))[tp]
+                if position > end:
+                    break  # past the base offset of the last batch: all of it is read
+                at_end = position == end
         finally:
             await consumer.stop()
         state.applied_upto = max(last + 1, position)
@@ -377,10 +400,15 @@ class StreamWorker:
             gc.collect(1)
             gc.freeze()
         state.ready.set()
-        state.rebuild_ended = time.monotonic()
+        ended = state.rebuild_ended = time.monotonic()
+        replay = state.replay_started or ended
+        # the process's CPU seconds (every partition's and thread's) at the first message
+        # and at the end: what the replay cost on a machine shared with other work
         log.info(
-            "partition %d rebuilt: %d messages, %d rooms in %.2f s (committed offset %d)",
-            state.partition, count, len(state.rooms), time.monotonic() - started, committed,
+            "partition %d rebuilt: %d messages, %d rooms in %.2f s (committed offset %d; "
+            "start-up %.3f s, then replay and publication %.3f s; process CPU %.3f to %.3f s)",
+            state.partition, count, len(state.rooms), ended - started, committed,
+            replay - started, ended - replay, replay_cpu, time.process_time(),
         )
 
     def _ensure_topics(self) -> None:
@@ -718,9 +746,17 @@ class StreamWorker:
             cached = self.plan_cache.get(key)
             # a plan is looked up again after a minute; "no plan yet" after 10 s, so that a
             # plan saved by the forecaster shows soon after
-            if cached is not None and time.monotonic() - cached[0] < (
-                    60 if cached[1] is not None else 10):
+            now = time.monotonic()
+            if cached is not None and now - cached[0] < (60 if cached[1] is not None else 10):
                 return cached[1]
+            # A room catching up moves through a new interval at almost every live state (a
+            # store query each: a fifth of the worker's time in a backfill), and plans are
+            # made for intervals to come, not for its past: a line that had none a moment
+            # ago is taken to have none for 10 s, as "no plan yet" of one interval is.
+            caught = self.engine.rooms.get(room)
+            catching_up = caught is not None and not caught.live
+            if catching_up and now - self.plan_absent.get((room, line), -60.0) < 10:
+                return None
             if self.history is not None and not self.history.available:
                 # the store is down: the stream must not wait for a connection attempt
                 return cached[1] if cached is not None else None
@@ -735,6 +771,10 @@ class StreamWorker:
             self.plan_cache[key] = (time.monotonic(), row)
             if len(self.plan_cache) > 4096:
                 self.plan_cache.clear()
+            if row is None and catching_up:
+                self.plan_absent[(room, line)] = time.monotonic()
+            elif row is not None:
+                self.plan_absent.pop((room, line), None)
             return row
 
         return lookup

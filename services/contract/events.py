@@ -577,18 +577,29 @@ def decode_batch(
         return None
     if not ROOM_RE.match(room):
         return None
-    limit = None if now_us is None else now_us + max_future_seconds * 1_000_000
+    # (no limit: one no event reaches) the per-event loop below is the stream's hot path:
+    # its look-ups are inlined from ``_canonical_at_us``
+    limit = (1 << 62) if now_us is None else now_us + max_future_seconds * 1_000_000
+    minutes = _MINUTES
+    tails = _TAILS
+    previous: str | None = None  # events of a batch often share their time (2 in 5 here)
+    at_us = 0
     for event in events:
         if event.room != room or event.v != VERSION or type(event.v) is not int:
             return None
         text = event.at_text
-        at_us = _canonical_at_us(text)
-        if at_us is None:
-            try:
-                at_us = _at_us(text)
-            except InvalidEvent:
+        if text != previous:
+            base = minutes.get(text[:16])
+            offset = None if base is None else tails.get(text[16:])
+            if offset is not None:
+                at_us = base + offset  # type: ignore[operator]  # base is known when offset is
+            else:
+                try:
+                    at_us = _at_us(text)
+                except InvalidEvent:
+                    return None
+            if at_us > limit:
                 return None
-        if limit is not None and at_us > limit:
-            return None
+            previous = text
         event.at_us = at_us
     return events

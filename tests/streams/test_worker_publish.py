@@ -487,3 +487,30 @@ async def test_the_flush_timer_skips_a_flush_the_agent_has_just_made() -> None:
     await asyncio.sleep(FLUSH_SECONDS)
     await worker.flush_due()  # a period later, with no message since: published
     assert len([t for t, _k, _v in producer.singles if t == topic]) == 2
+
+
+def test_a_plan_shows_in_the_live_state_as_soon_as_a_room_that_was_catching_up_is_live(
+        tmp_path: Any) -> None:
+    from services.alerts.book import AlertBook
+    from services.figures.kpis import interval_start, iso
+    from services.figures.live import live_state
+    from services.history.store import HistoryStore
+
+    store = HistoryStore.open(f"sqlite:///{tmp_path / 'h.db'}")
+    worker = StreamWorker(Settings(data_dir=str(tmp_path)), store=store)
+    now_us = time.time_ns() // 1000
+    day_us = 86400 * 1_000_000
+    book = AlertBook("north")
+    # catching up: a past interval after another, none planned
+    for n in range(3):
+        worker.engine.process(_offered("north", n, now_us - 3 * day_us + n * 3_600_000_000),
+                              now_us)
+        state, _ = live_state(worker.engine.rooms["north"], book, worker._plan_lookup())
+        assert state["mode"] == "replay" and state["lines"]["101"]["staffing"] is None
+    store.save_plan([{"room": "north", "line": "101", "interval_start": iso(
+        interval_start(now_us)), "required_handlers": 4, "calls": 11, "calls_upper": 15}])
+    worker.engine.process(_offered("north", 9, now_us), now_us)  # live now
+    state, _ = live_state(worker.engine.rooms["north"], book, worker._plan_lookup())
+    assert state["mode"] == "live"
+    assert state["lines"]["101"]["staffing"] == {
+        "required_handlers": 4, "forecast_calls": 11, "forecast_calls_upper": 15}
