@@ -688,7 +688,8 @@ class StreamWorker:
                             computed: dict[str, Computed] | None = None) -> None:
         """Publish the live state of each changed room (every room when ``force``).
 
-        A room publishes at most every ``LIVE_MIN_SECONDS``. Its live message carries, as
+        A live room publishes at most every ``LIVE_MIN_SECONDS``, one catching up every
+        ``CATCH_UP_FLUSH_SECONDS``. Its live message carries, as
         Kafka headers, the times of the oldest event it shows for the first time (when
         produced, received, applied) and when it was published; the stages between them are
         counted in ``freshness`` (services/contract/freshness.py).
@@ -700,11 +701,15 @@ class StreamWorker:
         rooms = list(self.engine.rooms) if force else list(self.live_dirty)
         pending = self.fresh_pending
         for name in rooms:
-            if not force and now - self.live_sent.get(name, 0.0) < LIVE_MIN_SECONDS:
-                continue
             room = self.engine.rooms.get(name)
             if room is None:
                 pending.pop(name, None)  # dropped with its partition
+                continue
+            # A room catching up (a backfill, a replayed week) shows figures nobody watches
+            # change by the tenth of a second: once a second is enough, and a live state per
+            # flush cost a backfill a third of its throughput.
+            if not force and now - self.live_sent.get(name, 0.0) < (
+                    LIVE_MIN_SECONDS if room.live else CATCH_UP_FLUSH_SECONDS):
                 continue
             partition = self.partitions.get(self.room_partition.get(name, -1))
             if partition is None or not partition.ready.is_set():

@@ -157,7 +157,7 @@ def install_log_redaction() -> None:
             return record
         scrubbed = scrub_text(message)
         if scrubbed != message or record.args:
-            record.msg, record.args = scrubbed, None
+            record.msg, record.args = scrubbed, ()  # None breaks formatters that expect a tuple
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = scrub_text(logging.Formatter().formatException(record.exc_info))
         return record

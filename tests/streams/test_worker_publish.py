@@ -514,3 +514,29 @@ def test_a_plan_shows_in_the_live_state_as_soon_as_a_room_that_was_catching_up_i
     assert state["mode"] == "live"
     assert state["lines"]["101"]["staffing"] == {
         "required_handlers": 4, "forecast_calls": 11, "forecast_calls_upper": 15}
+
+
+async def test_a_catching_up_room_publishes_its_live_state_once_a_second_a_live_one_each_flush(
+) -> None:
+    from streams.worker import CATCH_UP_FLUSH_SECONDS, FLUSH_SECONDS
+
+    producer = FakeProducer()
+    worker = _ready_worker(producer)
+    topic = worker.settings.topic_live
+    now_us = time.time_ns() // 1000
+    old_us = now_us - 3 * 86400 * 1_000_000  # a backfill: days behind the clock
+    await worker.handle(0, 0, b"old", _offered("old", 1, old_us), now_us // 1000)
+    await worker.handle(0, 1, b"new", _offered("new", 1, now_us), now_us // 1000)
+    await worker.flush()
+    for n in range(2, 4):  # both change again; a flush period later only the live one shows
+        await asyncio.sleep(FLUSH_SECONDS)
+        await worker.handle(0, 2 * n - 2, b"old", _offered("old", n, old_us + n), now_us // 1000)
+        await worker.handle(0, 2 * n - 1, b"new", _offered("new", n, now_us), now_us // 1000)
+        await worker.flush()
+    keys = [key for t, key, _v in producer.singles if t == topic]
+    assert keys.count(b"new") == 3 and keys.count(b"old") == 1
+    await asyncio.sleep(CATCH_UP_FLUSH_SECONDS)
+    await worker.flush()  # what was held back is published, counting every event
+    old = [orjson.loads(v) for t, key, v in producer.singles if t == topic and key == b"old"]
+    assert len(old) == 2
+    assert sum(old[-1]["totals"]["events"].values()) == 3
