@@ -100,3 +100,14 @@ def test_short_runs_compare_their_last_half_with_the_minutes_before() -> None:
     result = verdict(minutes(4), warmup=2, rate=RATE)
     assert result["passed"], result["reasons"]
     assert result["freshness"]["reference_minutes"] == [2, 2]
+
+
+def test_the_broker_growing_with_its_log_is_reported_not_judged() -> None:
+    # the embedded broker keeps every record in memory: its RSS grows with the log
+    rss = {"broker": [100.0 + 20 * m for m in range(20)], "worker": [800.0] * 20}
+    result = verdict(minutes(rss=rss), warmup=10, rate=RATE)
+    assert result["passed"], result["reasons"]
+    assert result["memory"]["broker"] == {"baseline_mb": 280.0, "end_mb": 480.0,
+                                          "growth_percent": 71.43, "flat": False,
+                                          "judged": False}
+    assert result["memory"]["worker"]["judged"]
