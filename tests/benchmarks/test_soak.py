@@ -6,7 +6,7 @@ minutes it measured, checked here on samples made up for each case.
 
 from __future__ import annotations
 
-from benchmarks.soak import Minute, verdict, windows
+from benchmarks.soak import Minute, verdict, windows  # a dataclass: imported, not loaded
 
 RATE = 2000
 EVENTS = RATE * 60
