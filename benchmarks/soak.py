@@ -262,6 +262,14 @@ def applied_messages(stack: Stack) -> float | None:
     return sum(values) if values else None
 
 
+def worker_lag(stack: Stack) -> float | None:
+    """How far behind the worker is (its /metrics, the largest of its partitions), seconds."""
+    assert stack.worker is not None
+    values = [v for k, v in stack.worker.metrics().items()
+              if k.startswith("pacesetter_worker_lag_seconds")]
+    return round(max(values), 1) if values else None
+
+
 def dead_letters(stack: Stack) -> int:
     assert stack.worker is not None
     return int(sum(v for k, v in stack.worker.metrics().items()
@@ -392,6 +400,7 @@ async def soak(stack: Stack, minutes: int, rate: int, probes_per_second: float, 
             if minute >= len(minute_events):  # a minute ended: note it
                 samples.append(close_minute(len(samples) + 1, rss_max, cpu_mark, pids,
                                             minute_events[-1], behind_max))
+                samples[-1].extra["worker_lag_seconds"] = worker_lag(stack)
                 minute_events.append(0)
                 rss_max = dict.fromkeys(pids, 0.0)
                 behind_max = 0.0
@@ -426,6 +435,7 @@ async def soak(stack: Stack, minutes: int, rate: int, probes_per_second: float, 
             await asyncio.sleep(max(0.0, 0.01 - (time.monotonic() - now)))
         samples.append(close_minute(len(samples) + 1, rss_max, cpu_mark, pids,
                                     minute_events[-1], behind_max))
+        samples[-1].extra["worker_lag_seconds"] = worker_lag(stack)
         progress(samples[-1], sent_at, seen_at, probe_minute, rate)
         await producer.flush()
         deadline = time.monotonic() + 15
