@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from services.contract.settings import Settings
 from services.figures import kpis
-from services.figures.kpis import US
+from services.figures.kpis import INTERVAL_US, US
 
 
 @dataclass
@@ -20,6 +20,12 @@ class Config:
     max_future_seconds: float
     live_lag_us: int
     attendance_horizon_us: int
+    # How long event ids are remembered at least (by event time): while an event could still
+    # change a figure, so a duplicate is told from a too-late event. An event is too late once
+    # its interval (15 min) is final, ``grace`` (calls, handlers) or the attendance horizon
+    # (incidents) after it ends, and the watermark may run ``max_future`` ahead of the clock
+    # that closes intervals. Derived rather than fixed, so shorter horizons hold fewer ids.
+    seen_generation_us: int
     limits: Callable[[str], kpis.Thresholds]
     settings: Settings
 
@@ -37,13 +43,17 @@ class Config:
                 )
             return found
 
+        grace_us = round(settings.grace_seconds * US)
+        horizon_us = round(settings.attendance_horizon_seconds * US)
         return cls(
-            grace_us=round(settings.grace_seconds * US),
+            grace_us=grace_us,
             repeat_window_us=round(settings.repeat_window_seconds * US),
             max_queue_us=round(settings.max_queue_seconds * US),
             max_future_seconds=settings.max_future_seconds,
             live_lag_us=round(settings.live_lag_seconds * US),
-            attendance_horizon_us=round(settings.attendance_horizon_seconds * US),
+            attendance_horizon_us=horizon_us,
+            seen_generation_us=(max(grace_us, horizon_us) + INTERVAL_US
+                                + round(settings.max_future_seconds * US)),
             limits=limits,
             settings=settings,
         )

@@ -43,9 +43,9 @@ log = logging.getLogger(__name__)
 CALL_CHILDREN = frozenset(
     {ANSWERED, ABANDONED, CALLBACK, "call.ended", "callback.attempted"}
 )
-# How long event ids are remembered at least (by event time): longer than the attendance
-# horizon, so a duplicate is told from a too-late event wherever it could still change a figure.
-SEEN_GENERATION_US = 3 * 86400 * US
+# Pruning walks the oldest calls and every incident: a few times a day of event time is
+# plenty, or once per horizon when the horizons are shorter (soak runs).
+PRUNE_EVERY_US = 6 * 3600 * US
 
 
 @dataclass
@@ -95,8 +95,9 @@ class Room:
         self.name = name
         self.config = config
         self.seq = 0
-        # Event ids in two generations, rotated as the watermark passes SEEN_GENERATION_US:
-        # ids are remembered for at least that long, never more than twice that.
+        # Event ids in two generations, rotated as the watermark passes
+        # ``config.seen_generation_us``: ids are remembered for at least that long, never more
+        # than twice that.
         self.seen: set[str] = set()
         self.seen_before: set[str] = set()
         self.seen_rotated_us: int | None = None
@@ -190,7 +191,7 @@ class Room:
             self.lag_us = wall_us - at_us
             if self.seen_rotated_us is None:
                 self.seen_rotated_us = at_us
-            elif at_us - self.seen_rotated_us >= SEEN_GENERATION_US:
+            elif at_us - self.seen_rotated_us >= self.config.seen_generation_us:
                 self.seen_before, self.seen = self.seen, set()
                 self.seen.add(event_id)
                 self.seen_rotated_us = at_us
@@ -375,10 +376,10 @@ class Room:
 
     def _prune(self) -> None:
         """Forget calls older than the repeat window, and incidents long final."""
-        if self.closed_us - self.pruned_at < 6 * 3600 * US:
-            return  # pruning scans every caller: a few times a day of event time is plenty
-        self.pruned_at = self.closed_us
         horizon = max(self.config.repeat_window_us, self.config.attendance_horizon_us)
+        if self.closed_us - self.pruned_at < min(PRUNE_EVERY_US, horizon):
+            return
+        self.pruned_at = self.closed_us
         oldest = self.closed_us - horizon - INTERVAL_US
         self.calls.prune(oldest)
         self.incidents.prune(oldest)
