@@ -323,20 +323,10 @@ class CallBook:
         return f"{self.room}|{key[0]}|{iso(key[1])}"
 
     def _record(self, key: tuple[str, int], now: int, final: bool = False) -> dict[str, Any]:
-        """The bucket's record from its tally (derive first): ``kpis.interval_record`` of its
-        calls, without walking them."""
+        """The bucket's record from its tally (derive first), without walking its calls."""
         line, start = key
         return self.tallies[key].record(
             self.room, line, start, self.config.limits(line), now, final,
-            self.config.max_queue_us,
-        )
-
-    def record_by_walk(self, key: tuple[str, int], now: int,
-                       final: bool = False) -> dict[str, Any]:
-        """The bucket's record from every one of its calls: what its tally must give."""
-        line, start = key
-        return kpis.interval_record(
-            self.room, line, start, self.buckets[key], self.config.limits(line), now, final,
             self.config.max_queue_us,
         )
 
