@@ -530,8 +530,8 @@ class BucketTally:
         self.band_10 = self.band_60 = self.band_over = 0
         self.callback_successes = self.repeat_contacts = self.failure_demand = 0
         self.ended = 0
-        self.answer_waits: list[int] = []  # ascending
-        self.other_waits: list[int] = []  # of abandons and callback requests, ascending
+        self.answer_waits = SortedInts()
+        self.other_waits = SortedInts()  # of abandons and callback requests
         self.waits_sum = 0  # of the answer waits
         self.queued_us = 0
         self.handle_us = 0
@@ -565,7 +565,7 @@ class BucketTally:
         if kind == ANSWERED:
             self.answered += sign
             self.waits_sum += sign * wait
-            _sorted_change(self.answer_waits, wait, sign)
+            self.answer_waits.change(wait, sign)
             if wait < self.threshold_us:
                 self.answered_within += sign
             if wait < 10 * US:
@@ -579,7 +579,7 @@ class BucketTally:
                 self.handle_us += sign * handle
                 self.wrap_units += sign * wrap_units(wrap)
             return
-        _sorted_change(self.other_waits, wait, sign)
+        self.other_waits.change(wait, sign)
         if kind == ABANDONED:
             self.abandoned += sign
             if wait < self.short_us:
@@ -596,11 +596,12 @@ class BucketTally:
         max_queue_us: int,
     ) -> dict[str, Any]:
         """The interval record (``kpis.interval_record`` of the bucket's calls) as of ``now``."""
+        waits, others = self.answer_waits, self.other_waits
         max_wait: int | None = None
-        if self.answer_waits:
-            max_wait = self.answer_waits[-1]
-        if self.other_waits and (max_wait is None or self.other_waits[-1] > max_wait):
-            max_wait = self.other_waits[-1]
+        if waits.size:
+            max_wait = waits.last()
+        if others.size and (max_wait is None or others.last() > max_wait):
+            max_wait = others.last()
         in_queue = orphaned = 0
         for call in self.waiting:
             age = now - call.offered_us
@@ -621,9 +622,12 @@ class BucketTally:
             repeat_contacts=self.repeat_contacts, failure_demand=self.failure_demand,
             ended=self.ended,
         )
+        n = waits.size
+        p50 = waits.kth(kpis.rank_index(n, 1, 2)) if n else None
+        p90 = waits.kth(kpis.rank_index(n, 9, 10)) if n else None
         return kpis.interval_fields(
-            room, line, start, limits, final, counts, self.answer_waits, self.waits_sum,
-            max_wait, self.queued_us, self.handle_us, self.wrap_units,
+            room, line, start, limits, final, counts, p50, p90, self.waits_sum, max_wait,
+            self.queued_us, self.handle_us, self.wrap_units,
         )
 
     def stats(self) -> BucketStats:
@@ -632,7 +636,7 @@ class BucketTally:
         waits = self.answer_waits
         buckets = totals["answer_wait_buckets"]
         for key, bound in zip(_BUCKET_KEYS[:-1], _BUCKET_BOUNDS_US, strict=True):
-            buckets[key] = bisect_right(waits, bound)
+            buckets[key] = waits.count_at_most(bound)
         buckets["+Inf"] = self.answered
         totals["offered"] = self.offered
         totals["answered"] = self.answered
@@ -644,12 +648,90 @@ class BucketTally:
                            self.failure_demand, totals)
 
 
-def _sorted_change(values: list[int], value: int, sign: int) -> None:
-    """Insert ``value`` into the ascending ``values`` (sign 1) or take one copy out (-1)."""
-    if sign > 0:
-        insort(values, value)
-    else:
-        del values[bisect_left(values, value)]
+_CHUNK = 512  # SortedInts: values per chunk after a split
+
+
+class SortedInts:
+    """A sorted multiset of integers in chunks, so that adding one costs O(sqrt n), not O(n).
+
+    One flat sorted list moves half its items at each insertion: a busy interval's 200,000
+    answer waits made that most of a flush. Chunks hold at most ``2 * _CHUNK`` values, every
+    value of a chunk at most every value of the next; ``maxes`` holds each chunk's last.
+    """
+
+    __slots__ = ("chunks", "maxes", "size")
+
+    def __init__(self) -> None:
+        self.chunks: list[list[int]] = []
+        self.maxes: list[int] = []
+        self.size = 0
+
+    def change(self, value: int, sign: int) -> None:
+        """Add one ``value`` (sign 1) or take one out (-1: it must be there)."""
+        if sign > 0:
+            self.add(value)
+        else:
+            self.remove(value)
+
+    def add(self, value: int) -> None:
+        """Add one ``value``."""
+        chunks, maxes = self.chunks, self.maxes
+        self.size += 1
+        if not chunks:
+            chunks.append([value])
+            maxes.append(value)
+            return
+        index = bisect_left(maxes, value)
+        if index == len(maxes):  # beyond every value: at the end of the last chunk
+            index -= 1
+            chunks[index].append(value)
+            maxes[index] = value
+        else:
+            insort(chunks[index], value)
+        chunk = chunks[index]
+        if len(chunk) > 2 * _CHUNK:
+            rest = chunk[_CHUNK:]
+            del chunk[_CHUNK:]
+            chunks.insert(index + 1, rest)
+            maxes[index] = chunk[-1]
+            maxes.insert(index + 1, rest[-1])
+
+    def remove(self, value: int) -> None:
+        """Take one ``value`` out (it must be there)."""
+        # the first chunk whose last is at least the value holds it
+        index = bisect_left(self.maxes, value)
+        chunk = self.chunks[index]
+        del chunk[bisect_left(chunk, value)]
+        self.size -= 1
+        if chunk:
+            self.maxes[index] = chunk[-1]
+        else:
+            del self.chunks[index]
+            del self.maxes[index]
+
+    def last(self) -> int:
+        """The largest value (not empty)."""
+        return self.maxes[-1]
+
+    def kth(self, k: int) -> int:
+        """The value at index ``k`` (0-based) of the ascending order."""
+        for chunk in self.chunks:
+            if k < len(chunk):
+                return chunk[k]
+            k -= len(chunk)
+        raise IndexError(k)
+
+    def count_at_most(self, bound: int) -> int:
+        """How many values are ``<= bound``."""
+        index = bisect_right(self.maxes, bound)
+        count = sum(len(chunk) for chunk in self.chunks[:index])
+        if index < len(self.chunks):
+            count += bisect_right(self.chunks[index], bound)
+        return count
+
+    def values(self) -> list[int]:
+        """Every value, ascending."""
+        return [value for chunk in self.chunks for value in chunk]
 
 
 def new_totals() -> dict[str, Any]:

@@ -45,10 +45,12 @@ def ratio(numerator: float, denominator: float) -> float | None:
 def nearest_rank(sorted_values: Sequence[int], num: int, den: int) -> int | None:
     """Nearest-rank percentile ``w[ceil(q*n)]`` with ``q = num/den``, in exact integers."""
     n = len(sorted_values)
-    if not n:
-        return None
-    rank = max(1, -(-num * n // den))
-    return sorted_values[rank - 1]
+    return sorted_values[rank_index(n, num, den)] if n else None
+
+
+def rank_index(n: int, num: int, den: int) -> int:
+    """Index of the nearest-rank percentile ``num/den`` among ``n > 0`` sorted values."""
+    return max(1, -(-num * n // den)) - 1
 
 
 def seconds(us: int | None) -> float | None:
@@ -194,7 +196,8 @@ def interval_record(
             band_over=band_over, callback_successes=callback_successes,
             repeat_contacts=repeat_contacts, failure_demand=failure_demand, ended=ended,
         ),
-        waits, sum(waits), max_wait, queued_us, handle_us, wrap_total,
+        nearest_rank(waits, 1, 2), nearest_rank(waits, 9, 10), sum(waits), max_wait,
+        queued_us, handle_us, wrap_total,
     )
 
 
@@ -238,14 +241,15 @@ def interval_fields(
     limits: Thresholds,
     final: bool,
     counts: IntervalCounts,
-    waits: Sequence[int],
+    p50_us: int | None,
+    p90_us: int | None,
     waits_sum: int,
     max_wait: int | None,
     queued_us: int,
     handle_us: int,
     wrap_units_total: int,
 ) -> dict[str, Any]:
-    """The interval record of API.md from its tallies (``waits``: answer waits, ascending)."""
+    """The interval record of API.md from its tallies (``p50_us``, ``p90_us``: answer waits)."""
     c = counts
     answered, abandoned, short_abandoned = c.answered, c.abandoned, c.short_abandoned
     answered_within, offered, ended = c.answered_within, c.offered, c.ended
@@ -276,8 +280,8 @@ def interval_fields(
         },
         "abandonment_rate": ratio(abandoned - short_abandoned, offered - short_abandoned),
         "asa_seconds": waits_sum / answered / US if answered else None,
-        "answer_wait_p50_seconds": seconds(nearest_rank(waits, 1, 2)),
-        "answer_wait_p90_seconds": seconds(nearest_rank(waits, 9, 10)),
+        "answer_wait_p50_seconds": seconds(p50_us),
+        "answer_wait_p90_seconds": seconds(p90_us),
         "max_wait_seconds": seconds(max_wait),
         # total queue time of the calls that left the queue: Erlang A's patience estimate is
         # this over the abandons (METRICS.md, "Forecasts and staffing")

@@ -28,7 +28,7 @@ from services.contract.events import (
 )
 from services.contract.settings import Settings
 from services.figures import kpis
-from services.figures.calls import BucketStats, CallBook, Child
+from services.figures.calls import BucketStats, CallBook, Child, SortedInts
 from services.figures.config import Config
 from services.figures.engine import Engine
 from services.figures.kpis import INTERVAL_US, US, iso
@@ -208,3 +208,30 @@ def test_open_intervals_of_a_hostile_feed_match_the_walk() -> None:
             assert same(calls._record(key, now), walk(calls, key, now, False))
             compared += 1
     assert compared > 50
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_sorted_ints_hold_what_a_sorted_list_holds(rng: Any) -> None:
+    # thousands of values, so that chunks split and empty; few distinct ones, so many repeat
+    values = SortedInts()
+    plain: list[int] = []
+    spread = rng.choice([5, 300, 10**9])
+    for _ in range(rng.randrange(1500, 4000)):
+        if plain and rng.random() < 0.3:
+            value = rng.choice(plain)
+            values.change(value, -1)
+            plain.remove(value)
+        else:
+            value = rng.randrange(spread)
+            values.change(value, 1)
+            plain.append(value)
+    plain.sort()
+    assert values.values() == plain and values.size == len(plain)
+    assert all(len(chunk) for chunk in values.chunks)
+    if plain:
+        assert values.last() == plain[-1]
+        for k in {0, len(plain) // 2, len(plain) - 1, rng.randrange(len(plain))}:
+            assert values.kth(k) == plain[k]
+    for bound in (-1, 0, spread // 2, spread, rng.randrange(spread)):
+        assert values.count_at_most(bound) == sum(1 for v in plain if v <= bound)
