@@ -539,22 +539,46 @@ class BucketTally:
         self.waiting: set[Call] = set()  # calls with no exit yet
 
     def update(self, call: Call, old: Part | None) -> None:
-        """Replace the call's previous part (``None``: not tallied yet) by its part now."""
+        """Replace the call's previous part (``None``: not tallied yet) by its part now.
+
+        Only what changed is taken away and added again (an end leaves the answer wait where
+        it is, a repeat changes only the repeat counts): most calls change three times.
+        """
         new = call.part()
         if old == new:
             return
-        if old is not None:
-            self._apply(old, call, -1)
-        self._apply(new, call, 1)
-        call.tallied = True
+        if old is None:
+            self.offered += 1
+            self._flags(new, 1)
+            self._exit(new, call, 1)
+            self._end(new, 1)
+            call.tallied = True
+            return
+        if old[5] != new[5] or old[6] != new[6]:
+            self._flags(old, -1)
+            self._flags(new, 1)
+        if old[0] != new[0] or old[1] != new[1] or old[4] != new[4]:
+            self._exit(old, call, -1)
+            self._exit(new, call, 1)
+        if old[2] != new[2] or old[3] != new[3]:
+            self._end(old, -1)
+            self._end(new, 1)
 
-    def _apply(self, part: Part, call: Call, sign: int) -> None:
-        kind, wait, handle, wrap, success, repeat, failure = part
-        self.offered += sign
-        if repeat:
+    def _flags(self, part: Part, sign: int) -> None:
+        if part[5]:
             self.repeat_contacts += sign
-            if failure:
+            if part[6]:
                 self.failure_demand += sign
+
+    def _end(self, part: Part, sign: int) -> None:
+        handle = part[2]
+        if handle >= 0:  # an answered call that ended
+            self.ended += sign
+            self.handle_us += sign * handle
+            self.wrap_units += sign * wrap_units(part[3])
+
+    def _exit(self, part: Part, call: Call, sign: int) -> None:
+        kind, wait = part[0], part[1]
         if kind is None:
             if sign > 0:
                 self.waiting.add(call)
@@ -574,10 +598,6 @@ class BucketTally:
                 self.band_60 += sign
             else:
                 self.band_over += sign
-            if handle >= 0:
-                self.ended += sign
-                self.handle_us += sign * handle
-                self.wrap_units += sign * wrap_units(wrap)
             return
         self.other_waits.change(wait, sign)
         if kind == ABANDONED:
@@ -588,7 +608,7 @@ class BucketTally:
                 self.abandoned_within += sign
         else:
             self.callbacks += sign
-            if success:
+            if part[4]:
                 self.callback_successes += sign
 
     def record(

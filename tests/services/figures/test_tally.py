@@ -13,6 +13,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -235,3 +236,34 @@ def test_sorted_ints_hold_what_a_sorted_list_holds(rng: Any) -> None:
             assert values.kth(k) == plain[k]
     for bound in (-1, 0, spread // 2, spread, rng.randrange(spread)):
         assert values.count_at_most(bound) == sum(1 for v in plain if v <= bound)
+
+
+SCENARIOS = {
+    # a later call of the same caller becomes failure demand when the earlier one is abandoned
+    "abandoned_before_the_repeat": [
+        ("offer", 0, 10, "999", "a", None), ("offer", 0, 100, "999", "a", None),
+        ("check", 0), ("exit", 0, 1, 20 * US), ("check", 0), ("check", 3000)],
+    # ... or ends unresolved; then an earlier offer of the caller arrives late
+    "unresolved_then_an_earlier_offer": [
+        ("offer", 1, 10, "101", "b", None), ("offer", 1, 300, "101", "b", None),
+        ("exit", 0, 0, 5 * US), ("check", 900), ("end", 0, 60 * US, 1.5, "unresolved"),
+        ("check", 1200), ("offer", 0, 600, "101", "b", "progress_chase"), ("check", 1300)],
+    # an earlier answer and its end arrive together: the same handling time, another wrap-up
+    "same_handling_other_wrap": [
+        ("offer", 0, 0, "999", None, None), ("exit", 0, 0, 10 * US),
+        ("end", 0, 70 * US, 1.0, "resolved"), ("check", 200), ("exit", 0, 0, 5 * US),
+        ("end", 0, 65 * US, 2.0, "resolved"), ("check", 200)],
+    # the exit changes kind: a callback request before the answer, then its successful attempt
+    "exit_changes_kind": [
+        ("offer", 0, 0, "999", None, None), ("exit", 0, 0, 50 * US), ("check", 100),
+        ("exit", 0, 2, 40 * US), ("check", 100), ("attempt", 0, True), ("check", 100)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_each_kind_of_change_reaches_the_tally(name: str) -> None:
+    book = Book()
+    for step in SCENARIOS[name]:
+        book.run(step)
+    book.finalize()
+    book.finalize()
