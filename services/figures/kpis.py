@@ -45,10 +45,12 @@ def ratio(numerator: float, denominator: float) -> float | None:
 def nearest_rank(sorted_values: Sequence[int], num: int, den: int) -> int | None:
     """Nearest-rank percentile ``w[ceil(q*n)]`` with ``q = num/den``, in exact integers."""
     n = len(sorted_values)
-    if not n:
-        return None
-    rank = max(1, -(-num * n // den))
-    return sorted_values[rank - 1]
+    return sorted_values[rank_index(n, num, den)] if n else None
+
+
+def rank_index(n: int, num: int, den: int) -> int:
+    """Index of the nearest-rank percentile ``num/den`` among ``n > 0`` sorted values."""
+    return max(1, -(-num * n // den)) - 1
 
 
 def seconds(us: int | None) -> float | None:
@@ -89,6 +91,27 @@ class Thresholds:
         )
 
 
+# A float's exact value is an integer multiple of 2**-1074 (the smallest subnormal), so a sum
+# of wrap-up seconds kept as that integer is exact whatever the order of the additions and
+# removals, and rounds once at the end: the open interval's running tally (calls.BucketTally)
+# and the walk over the calls below then give the very same float.
+WRAP_SCALE = 1 << 1074
+
+
+def wrap_units(seconds: float) -> int:
+    """The exact value of a finite float, in units of 2**-1074."""
+    num, den = seconds.as_integer_ratio()
+    return num * (WRAP_SCALE // den)
+
+
+def units_seconds(units: int) -> float:
+    """A sum of :func:`wrap_units` as the nearest float (infinity beyond the largest float)."""
+    try:
+        return units / WRAP_SCALE  # int / int rounds correctly (to nearest, ties to even)
+    except OverflowError:
+        return float("inf")
+
+
 def interval_record(
     room: str,
     line: str,
@@ -99,7 +122,11 @@ def interval_record(
     final: bool,
     max_queue_us: int,
 ) -> dict[str, Any]:
-    """The interval record of API.md for the calls offered on ``line`` in one interval."""
+    """The interval record of API.md for the calls offered on ``line`` in one interval.
+
+    This walks every call: the open intervals of the stream keep a running tally instead
+    (``calls.BucketTally``, which the tests hold to this function).
+    """
     offered = answered = abandoned = callbacks = in_queue = orphaned = 0
     short_abandoned = answered_within = abandoned_within = 0
     callback_successes = repeat_contacts = failure_demand = 0
@@ -109,7 +136,7 @@ def interval_record(
     queued_us = 0
     ended = 0
     handle_us = 0
-    wrap_total = 0.0
+    wrap_total = 0
     threshold = limits.threshold_us
     short = limits.short_abandon_us
     for call in calls:
@@ -147,7 +174,7 @@ def interval_record(
             if call.end_us is not None:
                 ended += 1
                 handle_us += call.end_us - call.exit_us
-                wrap_total += call.wrap_seconds
+                wrap_total += wrap_units(call.wrap_seconds)
         elif kind == ABANDONED:
             abandoned += 1
             if wait < short:
@@ -159,6 +186,73 @@ def interval_record(
             if call.callback_success:
                 callback_successes += 1
     waits.sort()
+    return interval_fields(
+        room, line, start_us, limits, final,
+        IntervalCounts(
+            offered=offered, answered=answered, abandoned=abandoned,
+            short_abandoned=short_abandoned, callbacks=callbacks, in_queue=in_queue,
+            orphaned=orphaned, answered_within=answered_within,
+            abandoned_within=abandoned_within, band_10=band_10, band_60=band_60,
+            band_over=band_over, callback_successes=callback_successes,
+            repeat_contacts=repeat_contacts, failure_demand=failure_demand, ended=ended,
+        ),
+        nearest_rank(waits, 1, 2), nearest_rank(waits, 9, 10), sum(waits), max_wait,
+        queued_us, handle_us, wrap_total,
+    )
+
+
+class IntervalCounts:
+    """The counts of an interval record, however they were tallied."""
+
+    __slots__ = (
+        "offered", "answered", "abandoned", "short_abandoned", "callbacks", "in_queue",
+        "orphaned", "answered_within", "abandoned_within", "band_10", "band_60", "band_over",
+        "callback_successes", "repeat_contacts", "failure_demand", "ended",
+    )  # fmt: skip
+
+    def __init__(
+        self, offered: int, answered: int, abandoned: int, short_abandoned: int,
+        callbacks: int, in_queue: int, orphaned: int, answered_within: int,
+        abandoned_within: int, band_10: int, band_60: int, band_over: int,
+        callback_successes: int, repeat_contacts: int, failure_demand: int, ended: int,
+    ):
+        self.offered = offered
+        self.answered = answered
+        self.abandoned = abandoned
+        self.short_abandoned = short_abandoned
+        self.callbacks = callbacks
+        self.in_queue = in_queue
+        self.orphaned = orphaned
+        self.answered_within = answered_within
+        self.abandoned_within = abandoned_within
+        self.band_10 = band_10
+        self.band_60 = band_60
+        self.band_over = band_over
+        self.callback_successes = callback_successes
+        self.repeat_contacts = repeat_contacts
+        self.failure_demand = failure_demand
+        self.ended = ended
+
+
+def interval_fields(
+    room: str,
+    line: str,
+    start_us: int,
+    limits: Thresholds,
+    final: bool,
+    counts: IntervalCounts,
+    p50_us: int | None,
+    p90_us: int | None,
+    waits_sum: int,
+    max_wait: int | None,
+    queued_us: int,
+    handle_us: int,
+    wrap_units_total: int,
+) -> dict[str, Any]:
+    """The interval record of API.md from its tallies (``p50_us``, ``p90_us``: answer waits)."""
+    c = counts
+    answered, abandoned, short_abandoned = c.answered, c.abandoned, c.short_abandoned
+    answered_within, offered, ended = c.answered_within, c.offered, c.ended
     return {
         "room": room,
         "line": line,
@@ -172,35 +266,39 @@ def interval_record(
         "answered": answered,
         "abandoned": abandoned,
         "short_abandoned": short_abandoned,
-        "callbacks_requested": callbacks,
-        "in_queue": in_queue,
-        "orphaned": orphaned,
+        "callbacks_requested": c.callbacks,
+        "in_queue": c.in_queue,
+        "orphaned": c.orphaned,
         "answered_within_threshold": answered_within,
-        "abandoned_within_threshold": abandoned_within,
+        "abandoned_within_threshold": c.abandoned_within,
         "service_level": {
             "answered": ratio(answered_within, answered),
             "offered": ratio(answered_within, answered + abandoned - short_abandoned),
-            "excl_early_abandons": ratio(answered_within, answered + abandoned - abandoned_within),
+            "excl_early_abandons": ratio(
+                answered_within, answered + abandoned - c.abandoned_within
+            ),
         },
         "abandonment_rate": ratio(abandoned - short_abandoned, offered - short_abandoned),
-        "asa_seconds": sum(waits) / answered / US if answered else None,
-        "answer_wait_p50_seconds": seconds(nearest_rank(waits, 1, 2)),
-        "answer_wait_p90_seconds": seconds(nearest_rank(waits, 9, 10)),
+        "asa_seconds": waits_sum / answered / US if answered else None,
+        "answer_wait_p50_seconds": seconds(p50_us),
+        "answer_wait_p90_seconds": seconds(p90_us),
         "max_wait_seconds": seconds(max_wait),
         # total queue time of the calls that left the queue: Erlang A's patience estimate is
         # this over the abandons (METRICS.md, "Forecasts and staffing")
         "queue_seconds": queued_us / US,
         "answer_bands": {
-            "under_10s": band_10,
-            "from_10s_to_60s": band_60,
-            "60s_and_over": band_over,
+            "under_10s": c.band_10,
+            "from_10s_to_60s": c.band_60,
+            "60s_and_over": c.band_over,
         },
-        "aht_seconds": (handle_us / US + wrap_total) / ended if ended else None,
-        "callback_successes": callback_successes,
-        "callback_success_rate": ratio(callback_successes, callbacks),
-        "repeat_contacts": repeat_contacts,
-        "failure_demand": failure_demand,
-        "failure_demand_rate": ratio(failure_demand, offered),
+        "aht_seconds": (
+            (handle_us / US + units_seconds(wrap_units_total)) / ended if ended else None
+        ),
+        "callback_successes": c.callback_successes,
+        "callback_success_rate": ratio(c.callback_successes, c.callbacks),
+        "repeat_contacts": c.repeat_contacts,
+        "failure_demand": c.failure_demand,
+        "failure_demand_rate": ratio(c.failure_demand, offered),
     }
 
 
