@@ -30,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -189,9 +189,19 @@ class LiveRoom:
                 "caller": f"k:{n % 5000:08x}"}
 
 
+def rolling_probe_count(state: dict[str, Any]) -> int:
+    """Probes a live state counts: ``lines.probe.rolling_60m.offered``."""
+    probe = (state.get("lines") or {}).get("probe") or {}
+    return int((probe.get("rolling_60m") or {}).get("offered", 0))
+
+
 async def follow_probes(base: str, room: str, seen_at: list[float], stop: asyncio.Event,
-                        connected: asyncio.Event) -> None:
-    """Listen to the server-sent events of ``room``; note when each probe first shows."""
+                        connected: asyncio.Event,
+                        count_of: Callable[[dict[str, Any]], int] = rolling_probe_count) -> None:
+    """Listen to the server-sent events of ``room``; note when each probe first shows.
+
+    ``count_of`` reads from a live state how many probes it counts.
+    """
     import httpx
 
     async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=30)) as client, client.stream(
@@ -207,9 +217,7 @@ async def follow_probes(base: str, room: str, seen_at: list[float], stop: asynci
                 event = line[6:].strip()
             elif line.startswith("data:") and event == "live":
                 now = time.monotonic()
-                state = orjson.loads(line[5:].strip())
-                probe = (state.get("lines") or {}).get("probe") or {}
-                count = (probe.get("rolling_60m") or {}).get("offered", 0)
+                count = count_of(orjson.loads(line[5:].strip()))
                 while len(seen_at) < count:
                     seen_at.append(now)
 

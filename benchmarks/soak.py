@@ -58,6 +58,7 @@ from bench_api import (  # noqa: E402
     LiveRoom,
     Stack,
     cpu_seconds,
+    follow_probes,
     iso_now,
     percentile,
     wait_for_room,
@@ -281,34 +282,15 @@ def dead_letters(stack: Stack) -> int:
                    if k.startswith("pacesetter_worker_dead_letters")))
 
 
-async def follow_totals(base: str, room: str, seen_at: list[float], stop: asyncio.Event,
-                        connected: asyncio.Event) -> None:
-    """Listen to the server-sent events of ``room``; note when each probe first shows.
+def totals_probe_count(state: dict[str, Any]) -> int:
+    """Probes a live state counts by ``totals.lines.probe.offered`` (cumulative).
 
-    The probes are counted by ``totals.lines.probe.offered`` (cumulative), not by
-    ``rolling_60m`` as bench_api's ``follow_probes`` does: with a grace period shorter than an
-    hour, a final interval leaves the rolling hour (see the report), and the count would fall.
+    Not by ``rolling_60m`` as bench_api's ``follow_probes`` counts by default: with a grace
+    period shorter than an hour, a final interval leaves the rolling hour (see the report), and
+    the count would fall.
     """
-    import httpx
-
-    async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=30)) as client, client.stream(
-        "GET", f"{base}/api/v1/stream", params={"room": room}
-    ) as response:
-        response.raise_for_status()
-        connected.set()
-        event = ""
-        async for line in response.aiter_lines():
-            if stop.is_set():
-                return
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:") and event == "live":
-                now = time.monotonic()
-                state = orjson.loads(line[5:].strip())
-                lines = (state.get("totals") or {}).get("lines") or {}
-                count = (lines.get("probe") or {}).get("offered", 0)
-                while len(seen_at) < count:
-                    seen_at.append(now)
+    lines = (state.get("totals") or {}).get("lines") or {}
+    return int((lines.get("probe") or {}).get("offered", 0))
 
 
 async def prefill(stack: Stack, producer: Any, rooms: list[LiveRoom], rate: int,
@@ -386,7 +368,7 @@ async def soak(stack: Stack, minutes: int, rate: int, probes_per_second: float, 
             await producer.send_and_wait(topic, orjson.dumps(room.next()), key=room.name.encode())
         await wait_for_room(stack, probe_room, 60)
         listener = asyncio.create_task(
-            follow_totals(stack.base, probe_room, seen_at, stop, connected))
+            follow_probes(stack.base, probe_room, seen_at, stop, connected, totals_probe_count))
         await asyncio.wait_for(connected.wait(), 10)
         await asyncio.sleep(0.5)
         dead_before = dead_letters(stack)
