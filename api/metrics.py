@@ -227,14 +227,10 @@ class ReadModelCollector(Collector):
         if lag is not None:
             lag_family.add_metric([], lag)
         yield lag_family
-        fresh = HistogramMetricFamily(
+        yield self.model.freshness.family(
             "pacesetter_api_freshness_seconds",
             "Live messages: published by the worker to received by this read model "
-            "(read_model), received to written to a /api/v1/stream client (sse)",
-            labels=["stage"])
-        for stage, (buckets, total, _count) in self.model.freshness.snapshot().items():
-            fresh.add_metric([stage], buckets, total)
-        yield fresh
+            "(read_model), received to written to a /api/v1/stream client (sse)")
         yield GaugeMetricFamily(
             "pacesetter_readmodel_ready",
             "1 once this API's read model has caught up with the topics",

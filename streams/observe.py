@@ -22,7 +22,6 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
-    HistogramMetricFamily,
     Metric,
 )
 from prometheus_client.registry import Collector
@@ -261,14 +260,10 @@ class WorkerObserver(Collector):
                     self.stall_seconds())
         yield gauge("pacesetter_worker_ready", "1 when /readyz answers 200, else 0",
                     0.0 if self.not_ready() else 1.0)
-        fresh = HistogramMetricFamily(
+        yield self.worker.freshness.family(
             "pacesetter_worker_freshness_seconds",
             "Per live message, the oldest event it shows for the first time: produced to "
-            "received (fetch), received to applied (apply), applied to published (publish)",
-            labels=["stage"])
-        for stage, (buckets, total, _count) in self.worker.freshness.snapshot().items():
-            fresh.add_metric([stage], buckets, total)
-        yield fresh
+            "received (fetch), received to applied (apply), applied to published (publish)")
         if snap.fetch_max_wait_ms is not None:
             yield gauge("pacesetter_worker_fetch_max_wait_ms",
                         "The fetch wait the running group consumer uses",

@@ -18,6 +18,8 @@ import bisect
 import threading
 from collections.abc import Iterable, Sequence
 
+from prometheus_client.core import HistogramMetricFamily
+
 STAGES_WORKER = ("fetch", "apply", "publish")
 STAGES_API = ("read_model", "sse")
 
@@ -70,6 +72,13 @@ class StageHistograms:
                 pairs.append((bound, float(total)))
             out[stage] = (pairs, sums[stage], total)
         return out
+
+    def family(self, name: str, documentation: str) -> HistogramMetricFamily:
+        """The histograms as one Prometheus metric family labelled by ``stage``."""
+        family = HistogramMetricFamily(name, documentation, labels=["stage"])
+        for stage, (buckets, total, _count) in self.snapshot().items():
+            family.add_metric([stage], buckets, total)
+        return family
 
 
 def header_us(headers: Iterable[tuple[str, bytes]] | None, name: str) -> int | None:
