@@ -78,8 +78,8 @@ def run(engine: Engine, lines: list[bytes], walls: list[int], start: int,
 def decided(outputs: list[Output]) -> list[Any]:
     """What a sequence of flushes handed over: records (order within a flush is free)."""
     return [(sorted(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) for r in out.records),
-             [orjson.dumps(d.to_dict(0), option=orjson.OPT_SORT_KEYS)
-              for d in out.dead_letters]) for out in outputs]
+             [(d.reason, d.error, d.room, d.event_id, d.type, d.raw, d.source)
+             for d in out.dead_letters]) for out in outputs]
 
 
 def looks(engine: Engine) -> dict[str, Any]:
