@@ -81,6 +81,10 @@ def fingerprint(settings: Settings) -> str:
 # ----------------------------------------------------------------------------- export
 
 
+def _copy_totals(totals: dict[str, Any]) -> dict[str, Any]:
+    return {**totals, "answer_wait_buckets": dict(totals["answer_wait_buckets"])}
+
+
 class _Writer:
     """Collects the events a state refers to, each written once by index."""
 
@@ -113,19 +117,33 @@ def _no_collection() -> Iterator[None]:
 
 def export_engine(engine: Engine, fingerprint_: str, rooms: list[str] | None = None) -> bytes:
     """The encoded state of ``rooms`` (default: every room, and what no room holds)."""
+    return encode(take_state(engine, fingerprint_, rooms))
+
+
+def take_state(engine: Engine, fingerprint_: str, rooms: list[str] | None = None) -> Snapshot:
+    """The state of ``rooms`` now, as plain values that later events do not change.
+
+    Nothing in it is shared with the engine (every mutable part is copied), so it may be
+    encoded (:func:`encode`) in another thread while the engine goes on.
+    """
     with _no_collection():
-        return _export(engine, fingerprint_, rooms)
+        return _take(engine, fingerprint_, rooms)
 
 
-def _export(engine: Engine, fingerprint_: str, rooms: list[str] | None) -> bytes:
+def encode(snapshot: Snapshot) -> bytes:
+    """A state as bytes."""
+    with _no_collection():
+        return _ENCODER.encode(snapshot)
+
+
+def _take(engine: Engine, fingerprint_: str, rooms: list[str] | None) -> Snapshot:
     writer = _Writer()
     names = list(engine.rooms) if rooms is None else [n for n in rooms if n in engine.rooms]
     states = [_room_state(engine.rooms[name], writer) for name in names]
     unroomed: Any = None
     if rooms is None:
         unroomed = (_output_state(engine.unroomed), dict(engine.rejected_unroomed))
-    return _ENCODER.encode(Snapshot(FORMAT_VERSION, fingerprint_, writer.events, states,
-                                    unroomed))
+    return Snapshot(FORMAT_VERSION, fingerprint_, writer.events, states, unroomed)
 
 
 def _output_state(out: Output) -> Any:
@@ -171,7 +189,7 @@ def _calls_state(book: CallBook, writer: _Writer) -> Any:
     queued = [(line, [ref(call) for call in waiting]) for line, waiting in book.queued.items()]
     tallies = [(key[0], key[1], _tally_state(tally, ref)) for key, tally in book.tallies.items()]
     stats = [(key[0], key[1], s.offered, s.abandoned, s.short_abandoned, s.failure_demand,
-              s.totals) for key, s in book.bucket_stats.items()]
+              _copy_totals(s.totals)) for key, s in book.bucket_stats.items()]
     # every call referred to is known now: write their fields
     rows = [(
         c.id, c.line, c.offered_us, c.start, c.caller, c.reason, c.seq, writer.event(c.event),
@@ -184,7 +202,7 @@ def _calls_state(book: CallBook, writer: _Writer) -> Any:
         callers, dirty, [list(key) for key in book.dirty_buckets], queued,
         [list(key) for key in book.stats_dirty], stats, tallies, list(book.lines),
         {line: [list(s) for s in summaries] for line, summaries in book.final_summaries.items()},
-        dict(book.final_totals),
+        {line: _copy_totals(totals) for line, totals in book.final_totals.items()},
     )
 
 
@@ -194,7 +212,8 @@ def _tally_state(tally: BucketTally, ref: Any) -> Any:
         tally.short_abandoned, tally.callbacks, tally.answered_within, tally.abandoned_within,
         tally.band_10, tally.band_60, tally.band_over, tally.callback_successes,
         tally.repeat_contacts, tally.failure_demand, tally.ended,
-        tally.answer_waits.chunks, tally.other_waits.chunks, tally.waits_sum, tally.queued_us,
+        [list(chunk) for chunk in tally.answer_waits.chunks],
+        [list(chunk) for chunk in tally.other_waits.chunks], tally.waits_sum, tally.queued_us,
         # wrap-up seconds are summed exactly in units of 2**-1074: beyond msgpack's integers
         tally.handle_us, str(tally.wrap_units), [ref(call) for call in tally.waiting],
     )
@@ -219,8 +238,8 @@ def _incidents_state(book: IncidentBook) -> Any:
                      for call_id, found in book.call_incidents.items()]
     dirty = [ref(incident) for incident in book.dirty]
     rows = [(
-        i.id, i.grade, i.area, i.created_us, i.start, i.call_id, i.seq, i.dispatches,
-        i.arrivals, i.closures, i.final, i.clock_start_us, i.dispatched_us, i.arrived_us,
+        i.id, i.grade, i.area, i.created_us, i.start, i.call_id, i.seq, list(i.dispatches),
+        list(i.arrivals), list(i.closures), i.final, i.clock_start_us, i.dispatched_us, i.arrived_us,
         i.closed_us,
     ) for i in incidents]
     return (rows, by_id, buckets, list(book.open_starts), list(book.open_set), awaiting,
@@ -228,7 +247,8 @@ def _incidents_state(book: IncidentBook) -> Any:
 
 
 def _handlers_state(book: HandlerBook) -> Any:
-    return (dict(book.timelines), book.first_start, book.final_upto, book.dirty_from,
+    return ({handler: list(timeline) for handler, timeline in book.timelines.items()},
+            book.first_start, book.final_upto, book.dirty_from,
             book.emitted_upto, book.emitted_now)
 
 
@@ -360,7 +380,7 @@ def _restore_calls(book: CallBook, state: Any, events: list[Event]) -> None:
     book.lines = set(lines)
     book.final_summaries = {line: [(a, b, c, d) for a, b, c, d in summaries]
                             for line, summaries in final_summaries.items()}
-    book.final_totals = dict(final_totals)
+    book.final_totals = {line: _copy_totals(totals) for line, totals in final_totals.items()}
 
 
 def _sorted_ints(chunks: list[list[int]]) -> SortedInts:
