@@ -103,9 +103,11 @@ class _Writer:
 
 @contextlib.contextmanager
 def _no_collection() -> Iterator[None]:
-    """The collector paused: writing or reading a state makes hundreds of thousands of
-    containers, and each generation-0 collection they trigger walks a young generation, each
-    full one the whole engine (most of the time of an export or import, measured)."""
+    """The collector paused while a state is written or read.
+
+    That makes hundreds of thousands of containers, and the collections they trigger walk the
+    whole engine again and again: most of the time of an export or import, measured.
+    """
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -239,8 +241,8 @@ def _incidents_state(book: IncidentBook) -> Any:
     dirty = [ref(incident) for incident in book.dirty]
     rows = [(
         i.id, i.grade, i.area, i.created_us, i.start, i.call_id, i.seq, list(i.dispatches),
-        list(i.arrivals), list(i.closures), i.final, i.clock_start_us, i.dispatched_us, i.arrived_us,
-        i.closed_us,
+        list(i.arrivals), list(i.closures), i.final, i.clock_start_us, i.dispatched_us,
+        i.arrived_us, i.closed_us,
     ) for i in incidents]
     return (rows, by_id, buckets, list(book.open_starts), list(book.open_set), awaiting,
             waiting_calls, dirty, [list(key) for key in book.dirty_buckets])
@@ -325,9 +327,14 @@ def _room(state: Any, engine: Engine, events: list[Event]) -> Room:
     return room
 
 
-_PLACEHOLDER_CALL = CallOffered(v=1, id="-", room="-", at_text="-", call="-", line="-")
-_PLACEHOLDER_INCIDENT = IncidentCreated(v=1, id="-", room="-", at_text="-", incident="-",
-                                        grade="resolution")
+# What a call or incident is constructed from before its fields are set from the state (the
+# classes are built from their first event); typed loosely: mypy takes the fields every event
+# reads as ``None`` for constructor arguments.
+_CALL_OFFERED: Any = CallOffered
+_INCIDENT_CREATED: Any = IncidentCreated
+_PLACEHOLDER_CALL: Event = _CALL_OFFERED(v=1, id="-", room="-", at_text="-", call="-", line="-")
+_PLACEHOLDER_INCIDENT: Event = _INCIDENT_CREATED(v=1, id="-", room="-", at_text="-",
+                                                 incident="-", grade="resolution")
 _PLACEHOLDER_LIMITS = Thresholds.of(60.0, 5.0)
 
 
