@@ -117,13 +117,8 @@ def _no_collection() -> Iterator[None]:
             gc.enable()
 
 
-def export_engine(engine: Engine, fingerprint_: str, rooms: list[str] | None = None) -> bytes:
-    """The encoded state of ``rooms`` (default: every room, and what no room holds)."""
-    return encode(take_state(engine, fingerprint_, rooms))
-
-
 def take_state(engine: Engine, fingerprint_: str, rooms: list[str] | None = None) -> Snapshot:
-    """The state of ``rooms`` now, as plain values that later events do not change.
+    """The state of ``rooms`` now (default: every room, and what no room holds), as plain values.
 
     Nothing in it is shared with the engine (every mutable part is copied), so it may be
     encoded (:func:`encode`) in another thread while the engine goes on.

@@ -24,12 +24,16 @@ import services.figures
 from services.alerts.book import AlertBook
 from services.contract.settings import Settings
 from services.figures import _native
-from services.figures.checkpoint import export_engine, fingerprint, import_engine
+from services.figures.checkpoint import encode, fingerprint, import_engine, take_state
 from services.figures.engine import Engine, Output
 from services.figures.kpis import US
 from services.figures.live import live_state
 from services.simulation.simulator import simulate_events
 from tests.chaos import hostile
+
+
+def export_engine(engine: Engine, fingerprint_: str, rooms: list[str] | None = None) -> bytes:
+    return encode(take_state(engine, fingerprint_, rooms))
 
 ROOT = Path(__file__).resolve().parents[3]
 # Short horizons so that a day holds every path: intervals final, too-late events, orphans,
