@@ -326,11 +326,11 @@ class StreamWorker:
           their dead letters were published (``hold``); as in a full replay, what the replay
           hands over up to the committed offset is records only, their dead letters are not
           repeated, and from the committed offset on they are.
-        - C > committed: no message from C on was acknowledged, and the state held no dead
-          letter waiting; every dead letter the replay hands over is repeated. The messages
-          from the committed offset to C, delivered again to the agent, are skipped
-          (``applied_upto``): their records and dead letters were published before C was
-          taken.
+        - C > committed: the state held no dead letter waiting, and nothing says the dead
+          letters of the messages from C on were published (their commit may not have come),
+          so every dead letter the replay hands over is published again. The messages from the
+          committed offset to C, delivered again to the agent, are skipped (``applied_upto``):
+          their records and dead letters were published and acknowledged before C was taken.
         """
         started = state.rebuild_started = time.monotonic()
         state.replay_started = None
@@ -394,7 +394,10 @@ class StreamWorker:
             # that no message has. Under a steady feed, once past the end offset, a second is
             # enough.
             reached_at: float | None = None
-            at_end = False  # the position is the end offset, read again: an empty fetch ends
+            # the position is the end offset, read again: an empty fetch ends. A checkpoint at
+            # the end offset is such a position already (the usual case of a takeover by a
+            # worker of the same group: one empty fetch proves the rest, not two).
+            at_end = restored is not None and restored == end
             while True:
                 batches = await consumer.getmany(tp, timeout_ms=200, max_records=REBUILD_FETCH)
                 messages = batches.get(tp, [])
