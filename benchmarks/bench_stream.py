@@ -180,7 +180,7 @@ def checkpoint_rebuild_seconds(log_text: str) -> tuple[int, float]:
     partitions rebuild side by side, so from the first read to the last partition rebuilt.
     """
     found = re.findall(r"from the checkpoint at offset \d+: start-up ([\d.]+) s, then read and "
-                       r"restored in [\d.]+ s, rebuilt ([\d.]+) s after the read began",
+                       r"restored in [\d.]+ s, done ([\d.]+) s after the read began",
                        log_text)
     if not found:
         return 0, 0.0

@@ -486,7 +486,7 @@ class StreamWorker:
             replay - started, ended - replay, replay_cpu, time.process_time(),
             "; full replay" if restored is None else
             f"; from the checkpoint at offset {restored}: start-up {restore_started - started:.3f}"
-            f" s, then read and restored in {restore_seconds:.3f} s, rebuilt "
+            f" s, then read and restored in {restore_seconds:.3f} s, done "
             f"{ended - restore_started:.3f} s after the read began",
         )
 
