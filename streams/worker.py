@@ -760,7 +760,7 @@ class StreamWorker:
         state.checkpointed_upto = offset
         log.info("partition %d: checkpoint at offset %d saved (%d rooms, %.1f MB; the event "
                  "loop paused %.3f s to take it, %.3f s to encode and write)", state.partition,
-                 offset, len(snapshot.rooms), len(blob) / 1e6, self.checkpoint_pause_seconds,
+                 offset, len(snapshot[3]), len(blob) / 1e6, self.checkpoint_pause_seconds,
                  time.monotonic() - started)
 
     def _flush_due(self) -> list[Room]:

@@ -42,18 +42,13 @@ FORMAT_VERSION = 1
 _AnyEvent: Any = Union[tuple(EVENT_TYPES.values())]  # noqa: UP007 - built at runtime
 
 
-class Snapshot(msgspec.Struct, array_like=True):
-    """A checkpoint as encoded: events apart (typed), the rest plain values."""
-
-    version: int
-    fingerprint: str
-    events: list[_AnyEvent]  # type: ignore[valid-type]
-    rooms: list[Any]
-    unroomed: Any
-
-
+# A checkpoint as encoded: (format version, fingerprint, events, rooms, what no room holds);
+# the events (msgspec structs) decoded typed, the rest plain values. A plain tuple rather than
+# a struct class: this module is compiled with mypyc, which compiles no msgspec struct.
+Snapshot = tuple[int, str, list[Event], list[Any], Any]
+_SCHEMA: Any = tuple.__class_getitem__((int, str, list.__class_getitem__(_AnyEvent), Any, Any))
 _ENCODER = msgspec.msgpack.Encoder()
-_DECODER = msgspec.msgpack.Decoder(Snapshot)
+_DECODER: Any = msgspec.msgpack.Decoder(_SCHEMA)
 
 
 def fingerprint(settings: Settings) -> str:
@@ -140,7 +135,7 @@ def _take(engine: Engine, fingerprint_: str, rooms: list[str] | None) -> Snapsho
     unroomed: Any = None
     if rooms is None:
         unroomed = (_output_state(engine.unroomed), dict(engine.rejected_unroomed))
-    return Snapshot(FORMAT_VERSION, fingerprint_, writer.events, states, unroomed)
+    return (FORMAT_VERSION, fingerprint_, writer.events, states, unroomed)
 
 
 def _output_state(out: Output) -> Any:
@@ -264,17 +259,16 @@ def import_engine(engine: Engine, blob: bytes, fingerprint_: str) -> list[str] |
 
 def _import(engine: Engine, blob: bytes, fingerprint_: str) -> list[str] | None:
     try:
-        snapshot = _DECODER.decode(blob)
-    except (msgspec.DecodeError, ValueError):
+        version, found, events, states, unroomed = _DECODER.decode(blob)
+    except (msgspec.DecodeError, ValueError, TypeError):
         return None
-    if snapshot.version != FORMAT_VERSION or snapshot.fingerprint != fingerprint_:
+    if version != FORMAT_VERSION or found != fingerprint_:
         return None
-    events: list[Event] = snapshot.events
-    rooms = [_room(state, engine, events) for state in snapshot.rooms]
+    rooms = [_room(state, engine, events) for state in states]
     for room in rooms:
         engine.rooms[room.name] = room
-    if snapshot.unroomed is not None:
-        out, rejected = snapshot.unroomed
+    if unroomed is not None:
+        out, rejected = unroomed
         engine.unroomed = _output(out)
         engine.rejected_unroomed = dict(rejected)
     return [room.name for room in rooms]
