@@ -62,6 +62,10 @@ REBUILD_FETCH = 5000  # messages a rebuild takes from its consumer at a time
 # A catch-up that has not reached its offset by then (a broker that stopped answering) gives
 # up and rebuilds the partition instead, rather than hold the partition forever.
 CATCH_UP_SECONDS = 60.0
+# Taking a checkpoint pauses the event loop (about 0.1 s per room-week of state, measured):
+# after one, the next partition's waits at least this long, or ten times that pause, so that
+# partitions due together do not pause the loop flush after flush.
+CHECKPOINT_SPACING_SECONDS = 1.0
 
 
 def wall_us() -> int:
@@ -177,6 +181,7 @@ class StreamWorker:
                               and hasattr(store, "save_checkpoint"))
         self.fingerprint = checkpoint.fingerprint(settings)
         self.checkpoint_writing: set[int] = set()
+        self.checkpoint_not_before = 0.0  # monotonic: no checkpoint is taken before then
         # what /metrics shows of them; counts only ever grow
         self.checkpoints_saved = 0
         self.checkpoints_failed = 0
@@ -714,11 +719,14 @@ class StreamWorker:
         """Take the state of the partition whose checkpoint is most overdue; save it in a thread.
 
         Called by a flush once everything handed over before is acknowledged and no message
-        waits for its dead letters. One partition per flush, so taking them (on the event loop,
-        where no event changes the rooms meanwhile) pauses the loop for one partition at most;
+        waits for its dead letters. One partition at a time, spaced
+        (``CHECKPOINT_SPACING_SECONDS``), so taking them (on the event loop, where no event
+        changes the rooms meanwhile) pauses the loop for one partition at most, now and then;
         encoding and writing run in a thread.
         """
         now = time.monotonic()
+        if now < self.checkpoint_not_before:
+            return
         due = [state for state in self.partitions.values()
                if state.ready.is_set() and state.applied_upto and not state.sends_lost
                and state.partition not in self.checkpoint_writing
@@ -735,6 +743,8 @@ class StreamWorker:
         snapshot = checkpoint.take_state(self.engine, self.fingerprint, sorted(state.rooms))
         self.checkpoint_pause_seconds = time.perf_counter() - taken_at
         state.checkpoint_due = now + self.settings.checkpoint_seconds
+        self.checkpoint_not_before = now + max(CHECKPOINT_SPACING_SECONDS,
+                                               10 * self.checkpoint_pause_seconds)
         self.checkpoint_writing.add(state.partition)
         asyncio.ensure_future(self._save_checkpoint(state, snapshot, state.applied_upto))
 
