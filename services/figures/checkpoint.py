@@ -30,6 +30,7 @@ import orjson
 
 from services.contract.events import EVENT_TYPES, CallOffered, Event, IncidentCreated
 from services.contract.settings import Settings
+from services.figures import _native
 from services.figures.calls import BucketStats, BucketTally, Call, CallBook, Child, SortedInts
 from services.figures.engine import DeadLetter, Engine, Output, Room
 from services.figures.handlers import HandlerBook
@@ -56,11 +57,14 @@ def fingerprint(settings: Settings) -> str:
 
     Grace, horizons, windows, the future limit, the live lag and every line's profile change
     which events count or what a record says; a checkpoint taken under other values would give
-    other figures than a full replay under these, so it is refused.
+    other figures than a full replay under these, so it is refused. So is one taken by other
+    code of the engine (a deploy that changed how a figure is derived): the sources of the
+    modules that hold a room's state are part of it.
     """
     decided = {
         "format": FORMAT_VERSION,
         "definitions": DEFINITIONS_VERSION,
+        "engine": _engine_sources(),
         "grace": settings.grace_seconds,
         "repeat_window": settings.repeat_window_seconds,
         "max_queue": settings.max_queue_seconds,
@@ -71,6 +75,14 @@ def fingerprint(settings: Settings) -> str:
                      for line, profile in sorted(settings.line_profiles.items())},
     }
     return hashlib.sha256(orjson.dumps(decided, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+
+
+def _engine_sources() -> str:
+    """A digest of the engine's sources and of this module's."""
+    digest = hashlib.sha256()
+    for name in (*_native.COMPILED, "config", "checkpoint"):
+        digest.update((_native.PACKAGE / f"{name}.py").read_bytes())
+    return digest.hexdigest()
 
 
 # ----------------------------------------------------------------------------- export

@@ -155,6 +155,8 @@ def test_a_checkpoint_of_other_settings_or_format_is_refused() -> None:
     other = Settings(**SETTINGS["short"], **{"live_lag_seconds": 60})
     assert fingerprint(other) != fingerprint(settings)
     assert fingerprint(Settings(grace_seconds=601)) != fingerprint(Settings(grace_seconds=600))
+    # settings that change no figure leave it as it is
+    assert fingerprint(Settings(checkpoint_seconds=5, worker_id="x")) == fingerprint(Settings())
     fresh = Engine(other)
     assert import_engine(fresh, blob, fingerprint(other)) is None
     assert import_engine(fresh, blob[:len(blob) // 2], fingerprint(settings)) is None
