@@ -172,6 +172,60 @@ def replay_seconds(log_text: str) -> tuple[int, float, float, float]:
     return sum(int(f[0]) for f in found), max(b[1] for b in busy) - first, first, cpu
 
 
+def checkpoint_rebuild_seconds(log_text: str) -> tuple[int, float]:
+    """(partitions restored, seconds) of a worker's rebuild from checkpoints, from its log.
+
+    Per partition, from the moment it began reading its checkpoint to its rebuilt records
+    queued for publication (restore and the replay of what followed the checkpoint); the
+    partitions rebuild side by side, so from the first read to the last partition rebuilt.
+    """
+    found = re.findall(r"from the checkpoint at offset \d+: start-up ([\d.]+) s, then read and "
+                       r"restored in [\d.]+ s, done ([\d.]+) s after the read began",
+                       log_text)
+    if not found:
+        return 0, 0.0
+    spans = [(float(up), float(up) + float(rebuilt)) for up, rebuilt in found]
+    return len(found), max(end for _, end in spans) - min(start for start, _ in spans)
+
+
+def checkpoints_saved(log_text: str) -> dict[int, tuple[int, float, float]]:
+    """Per partition, the latest checkpoint a worker saved: (offset, MB, loop pause seconds)."""
+    latest: dict[int, tuple[int, float, float]] = {}
+    for partition, offset, size, pause in re.findall(
+            r"partition (\d+): checkpoint at offset (\d+) saved \(\d+ rooms, ([\d.]+) MB; the "
+            r"event loop paused ([\d.]+) s", log_text):
+        latest[int(partition)] = (int(offset), float(size), float(pause))
+    return latest
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """Each partition's end offset."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)
+                      or ()]
+        return {tp.partition: end for tp, end in (await consumer.end_offsets(partitions)).items()}
+    finally:
+        await consumer.stop()
+
+
+def wait_checkpointed(worker: Process, ends: dict[int, int], timeout: float = 300) -> None:
+    """Until the worker saved a checkpoint of every partition holding events, at its end."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        saved = checkpoints_saved(worker.text())
+        # tansu's end offset can be the base offset of the last batch: at least that far
+        if all(saved.get(p, (-1, 0, 0))[0] >= end for p, end in ends.items() if end):
+            return
+        if worker.proc.poll() is not None:
+            raise RuntimeError(worker.text()[-3000:])
+        time.sleep(0.5)
+    raise TimeoutError("no checkpoint of every partition:\n" + worker.text()[-3000:])
+
+
 def fresh_ceiling(bootstrap: str, topic: str, expected: int,
                   tuned: bool = True) -> tuple[float, float]:
     """``raw_ceiling`` in a new Python process (this file with ``--ceiling``)."""
@@ -282,7 +336,9 @@ def throughput(bootstrap: str, tmp: Path, lines: list[bytes],
     env = topic_env(bootstrap, tmp)
     topic = env["PACESETTER_TOPIC_EVENTS"]
     partitions = int(env["PACESETTER_PARTITIONS"])
-    worker = Process(["worker"], env, tmp / "throughput.log")
+    # no checkpoint taken while its throughput is measured
+    worker = Process(["worker"], {**env, "PACESETTER_CHECKPOINT_SECONDS": "0"},
+                     tmp / "throughput.log")
     try:
         wait_ready(worker, partitions)
         cpu_before = cpu_seconds(worker.proc.pid)
@@ -291,13 +347,25 @@ def throughput(bootstrap: str, tmp: Path, lines: list[bytes],
     finally:
         worker.stop()
     # The same worker's replay: a second one (same group) rebuilds every partition from the
-    # events topic before it goes live.
-    replayer = Process(["worker"], env, tmp / "throughput-replay.log")
+    # events topic before it goes live (there is no checkpoint yet); then it saves one of each
+    # partition a second after its rebuild.
+    replayer = Process(["worker"], {**env, "PACESETTER_CHECKPOINT_SECONDS": "1"},
+                       tmp / "throughput-replay.log")
     try:
         wait_ready(replayer, partitions, 300)
         replayed, replay_wall, replay_startup, replay_cpu = replay_seconds(replayer.text())
+        wait_checkpointed(replayer, asyncio.run(end_offsets(bootstrap, topic)))
+        saved = checkpoints_saved(replayer.text())
     finally:
         replayer.stop()
+    # And a third one rebuilding from those checkpoints: restored, then only what followed
+    # them replayed (nothing: they were taken at the end).
+    restorer = Process(["worker"], env, tmp / "throughput-restore.log")
+    try:
+        wait_ready(restorer, partitions, 300)
+        restored, restore_wall = checkpoint_rebuild_seconds(restorer.text())
+    finally:
+        restorer.stop()
     # The ceiling runs in a fresh process each time, as the worker does: in a process whose
     # heap an earlier step grew (the engine-memory run once here) the loop ran ~1.6 times as fast,
     # since its allocations no longer fault in new pages. That figure is reported beside it.
@@ -313,6 +381,9 @@ def throughput(bootstrap: str, tmp: Path, lines: list[bytes],
     worker_cpu_rate = len(lines) / worker_cpu
     replay_rate = (round(len(lines) / replay_wall)
                    if replayed == messages and replay_wall else None)
+    # every partition holding events restored (else the figure is not the whole history's)
+    restore_rate = (round(len(lines) / restore_wall)
+                    if restored == len(saved) and restored and restore_wall else None)
     return {
         "events": len(lines),
         "messages": messages,
@@ -335,6 +406,12 @@ def throughput(bootstrap: str, tmp: Path, lines: list[bytes],
         "worker_replay_startup_seconds": round(replay_startup, 3),
         "worker_replay_events_per_cpu_second": (
             round(len(lines) / replay_cpu) if replay_rate and replay_cpu else None),
+        "worker_rebuild_from_checkpoint_events_per_second": restore_rate,
+        "worker_rebuild_from_checkpoint_seconds": round(restore_wall, 3),
+        "checkpoint_partitions": len(saved),
+        "checkpoint_megabytes": round(sum(mb for _, mb, _ in saved.values()), 1),
+        "checkpoint_largest_megabytes": max((mb for _, mb, _ in saved.values()), default=0.0),
+        "checkpoint_pause_seconds_max": max((p for _, _, p in saved.values()), default=0.0),
         "what": "worker: one running worker applying a simulated file sent as 200-event "
                 "batches, from the first message produced to the worker publishing the live "
                 "state that counts every event (the message's create time); ceiling: the best of "
@@ -350,7 +427,13 @@ def throughput(bootstrap: str, tmp: Path, lines: list[bytes],
                 "any partition received to the last partition's rebuilt records queued for "
                 "publication (its log lines), start-up (topics checked, consumer connected, "
                 "offsets looked up) reported apart as worker_replay_startup_seconds; not part "
-                "of the ratio; *_per_cpu_second: the same events over the CPU seconds of the "
+                "of the ratio; there is no checkpoint to read yet (the first worker takes none); "
+                "worker_rebuild_from_checkpoint: a third worker of the group rebuilding every "
+                "partition from the checkpoints the replayer saved after its rebuild, from "
+                "the first checkpoint read to the last partition's rebuilt records queued, "
+                "restore included, over every event of the history; checkpoint_*: the "
+                "replayer's latest checkpoint of each partition (size, and the pause of its event "
+                "loop to take it); *_per_cpu_second: the same events over the CPU seconds of the "
                 "worker process (all its threads, the whole step) and of the ceiling's loop, "
                 "a figure other work on a shared machine skews less than wall time",
     }

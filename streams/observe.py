@@ -46,6 +46,11 @@ class Snapshot:
     rebuild_seconds: dict[int, float] = field(default_factory=dict)
     rebuilds: dict[int, int] = field(default_factory=dict)
     kept: dict[int, int] = field(default_factory=dict)
+    restored_offset: dict[int, int | None] = field(default_factory=dict)
+    checkpointed_upto: dict[int, int | None] = field(default_factory=dict)
+    checkpoints: dict[str, int] = field(default_factory=dict)
+    checkpoint_pause_seconds: float = 0.0
+    checkpoint_bytes: int = 0
     lag_messages: dict[int, int] = field(default_factory=dict)
     newest_event_ms: dict[int, int] = field(default_factory=dict)
     events_applied: int = 0
@@ -134,6 +139,13 @@ class WorkerObserver(Collector):
             rebuild_seconds={s.partition: s.rebuild_seconds() for s in states},
             rebuilds=dict(worker.rebuilds),
             kept=dict(worker.kept),
+            restored_offset={s.partition: s.restored_offset for s in states},
+            checkpointed_upto={s.partition: s.checkpointed_upto for s in states},
+            checkpoints={"saved": worker.checkpoints_saved, "failed": worker.checkpoints_failed,
+                         "restored": worker.checkpoints_restored,
+                         "refused": worker.checkpoints_refused},
+            checkpoint_pause_seconds=worker.checkpoint_pause_seconds,
+            checkpoint_bytes=worker.checkpoint_bytes,
             lag_messages=lag,
             newest_event_ms={s.partition: s.newest_event_ms for s in states},
             events_applied=worker.events_applied,
@@ -218,6 +230,32 @@ class WorkerObserver(Collector):
         for partition, count in sorted(snap.kept.items()):
             kept.add_metric([str(partition)], count)
         yield kept
+        restored = gauge(
+            "pacesetter_worker_rebuild_checkpoint_offset",
+            "Offset of the checkpoint the partition's latest rebuild restored (-1: it replayed "
+            "the whole events topic)", labels=["partition"])
+        saved = gauge("pacesetter_worker_checkpoint_offset",
+                      "Offset of the partition's latest checkpoint saved (-1: none yet)",
+                      labels=["partition"])
+        for partition in snap.owned:
+            offset = snap.restored_offset.get(partition)
+            restored.add_metric([str(partition)], -1 if offset is None else offset)
+            offset = snap.checkpointed_upto.get(partition)
+            saved.add_metric([str(partition)], -1 if offset is None else offset)
+        yield restored
+        yield saved
+        checkpoints = CounterMetricFamily(
+            "pacesetter_worker_checkpoints",
+            "Checkpoints of partitions' rooms: saved, failed (not saved), restored by a "
+            "rebuild, refused by one (another format or settings)", labels=["result"])
+        for result, count in sorted(snap.checkpoints.items()):
+            checkpoints.add_metric([result], count)
+        yield checkpoints
+        yield gauge("pacesetter_worker_checkpoint_pause_seconds",
+                    "Seconds the event loop paused to take the latest checkpoint",
+                    snap.checkpoint_pause_seconds)
+        yield gauge("pacesetter_worker_checkpoint_bytes", "Size of the latest checkpoint saved",
+                    snap.checkpoint_bytes)
         owned = gauge("pacesetter_worker_partition_owned", "1 for each partition owned now",
                       labels=["partition"])
         for partition in snap.owned:

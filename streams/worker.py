@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from services.alerts.book import AlertBook
+from services.contract.events import format_time
 from services.contract.freshness import (
     HEADER_APPLIED,
     HEADER_FETCHED,
@@ -33,10 +35,12 @@ from services.contract.freshness import (
     StageHistograms,
 )
 from services.contract.settings import Settings
+from services.figures import checkpoint
 from services.figures.engine import Engine, Output, Room
 from services.figures.kpis import interval_start
 from services.figures.live import Computed, PlanLookup, computed_records, live_state
 from services.history.sink import HistorySink
+from services.history.store import Checkpoint
 from services.kafka.broker import ensure_topics
 from services.kafka.clients import KafkaSecurity, security
 
@@ -58,6 +62,10 @@ REBUILD_FETCH = 5000  # messages a rebuild takes from its consumer at a time
 # A catch-up that has not reached its offset by then (a broker that stopped answering) gives
 # up and rebuilds the partition instead, rather than hold the partition forever.
 CATCH_UP_SECONDS = 60.0
+# Taking a checkpoint pauses the event loop (about 0.1 s per room-week of state, measured):
+# after one, the next partition's waits at least this long, or ten times that pause, so that
+# partitions due together do not pause the loop flush after flush.
+CHECKPOINT_SPACING_SECONDS = 1.0
 
 
 def wall_us() -> int:
@@ -86,6 +94,16 @@ class PartitionState:
         # connected, offsets looked up) is told apart from the replay itself
         self.replay_started: float | None = None
         self.newest_event_ms = 0  # Kafka timestamp of the newest applied message
+        # checkpoints (``StreamWorker._checkpoint``): when the next is due (monotonic), the
+        # offset of the latest one saved, and the one the latest rebuild restored (None: a
+        # full replay)
+        self.checkpoint_due = 0.0
+        self.checkpointed_upto: int | None = None
+        self.restored_offset: int | None = None
+        # a send failed since the rebuild: records published before may be missing from the
+        # topics, and only a rebuild that replays what made them publishes them again, so no
+        # checkpoint may say they are published
+        self.sends_lost = False
 
     def rebuild_seconds(self) -> float:
         """How long the latest rebuild took, or has taken so far."""
@@ -157,6 +175,20 @@ class StreamWorker:
         # the end offset of an events partition as the group consumer last saw it (the
         # runner points this at Faust's consumer)
         self.highwater: Callable[[int], int | None] = lambda _partition: None
+        # Checkpoints of each partition's rooms in the history store: a rebuild restores the
+        # latest and replays only what came after it (services/figures/checkpoint.py).
+        self.checkpointing = (settings.checkpoint_seconds > 0 and store is not None
+                              and hasattr(store, "save_checkpoint"))
+        self.fingerprint = checkpoint.fingerprint(settings)
+        self.checkpoint_writing: set[int] = set()
+        self.checkpoint_not_before = 0.0  # monotonic: no checkpoint is taken before then
+        # what /metrics shows of them; counts only ever grow
+        self.checkpoints_saved = 0
+        self.checkpoints_failed = 0
+        self.checkpoints_restored = 0
+        self.checkpoints_refused = 0
+        self.checkpoint_pause_seconds = 0.0  # the event loop's pause taking the latest
+        self.checkpoint_bytes = 0  # the size of the latest saved
 
     # ------------------------------------------------------------ lifecycle
 
@@ -285,9 +317,30 @@ class StreamWorker:
         await self._rebuild(state)
 
     async def _rebuild(self, state: PartitionState) -> None:
-        """Replay the partition from the start of the events topic into a fresh engine."""
+        """Replay the partition into a fresh engine: from its checkpoint on, else from the start.
+
+        A checkpoint at offset C is the state of the partition's rooms after every message
+        below C, taken when everything published before it was acknowledged and no dead letter
+        waited (``_checkpoint``): the records and dead letters of the messages below C are on
+        their topics, and the records the state had not handed over yet are in it and are
+        handed over by the flushes below. So the replay starts at C and publishes what it
+        hands over, as a full replay does; the committed offset still says which dead letters
+        to publish again:
+
+        - C <= committed: the messages from C to the committed offset were acknowledged, so
+          their dead letters were published (``hold``); as in a full replay, what the replay
+          hands over up to the committed offset is records only, their dead letters are not
+          repeated, and from the committed offset on they are.
+        - C > committed: the state held no dead letter waiting, and nothing says the dead
+          letters of the messages from C on were published (their commit may not have come),
+          so every dead letter the replay hands over is published again. The messages from the
+          committed offset to C, delivered again to the agent, are skipped (``applied_upto``):
+          their records and dead letters were published and acknowledged before C was taken.
+        """
         started = state.rebuild_started = time.monotonic()
         state.replay_started = None
+        state.restored_offset = None
+        state.sends_lost = False  # everything of the partition is published again below
         replay_cpu = time.process_time()
         self.rebuilds[state.partition] = self.rebuilds.get(state.partition, 0) + 1
         tp = TopicPartition(self.settings.topic_events, state.partition)
@@ -303,6 +356,9 @@ class StreamWorker:
         engine = Engine(self.settings)
         committed = 0
         count = 0
+        restored: int | None = None
+        restore_started = started
+        restore_seconds = 0.0
         # What replaying the committed offsets produced: their dead letters were published
         # before those offsets were committed (``hold``); the records are published again.
         published: Output | None = None
@@ -316,7 +372,16 @@ class StreamWorker:
                 committed = await consumer.committed(tp) or 0
             except Exception as exc:  # noqa: BLE001 - only decides which dead letters repeat
                 log.warning("partition %d: committed offset unknown (%s)", state.partition, exc)
-            await consumer.seek_to_beginning(tp)
+            restore_started = time.monotonic()
+            restored = await self._restore(engine, state.partition)
+            restore_seconds = time.monotonic() - restore_started
+            if restored is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, restored)
+                state.restored_offset = restored
+                if restored > committed:
+                    published = Output()  # every dead letter from here on is repeated
             end = (await consumer.end_offsets([tp]))[tp]
             last = -1
             idle = 0
@@ -334,11 +399,26 @@ class StreamWorker:
             # that no message has. Under a steady feed, once past the end offset, a second is
             # enough.
             reached_at: float | None = None
-            at_end = False  # the position is the end offset, read again: an empty fetch ends
+            # the position is the end offset, read again: an empty fetch ends. A checkpoint at
+            # the end offset is such a position already (the usual case of a takeover by a
+            # worker of the same group: one empty fetch proves the rest, not two).
+            at_end = restored is not None and restored == end
             while True:
                 batches = await consumer.getmany(tp, timeout_ms=200, max_records=REBUILD_FETCH)
                 messages = batches.get(tp, [])
                 position = await consumer.position(tp)
+                if messages and restored is not None and messages[0].offset < restored:
+                    # The consumer went back before the checkpoint (its offset is out of the
+                    # partition's range: a topic made again): the state does not fit it.
+                    log.warning("partition %d: checkpoint at offset %d is beyond the events "
+                                "topic (first offset %d); replaying it all", state.partition,
+                                restored, messages[0].offset)
+                    self.checkpoints_refused += 1
+                    engine = Engine(self.settings)
+                    restored = state.restored_offset = None
+                    published = None
+                    await consumer.seek_to_beginning(tp)
+                    continue
                 if messages:
                     idle = 0
                     if state.replay_started is None:
@@ -406,10 +486,46 @@ class StreamWorker:
         # and at the end: what the replay cost on a machine shared with other work
         log.info(
             "partition %d rebuilt: %d messages, %d rooms in %.2f s (committed offset %d; "
-            "start-up %.3f s, then replay and publication %.3f s; process CPU %.3f to %.3f s)",
-            state.partition, count, len(state.rooms), ended - started, committed,
+            "start-up %.3f s, then replay and publication %.3f s; process CPU %.3f to %.3f s)"
+            "%s", state.partition, count, len(state.rooms), ended - started, committed,
             replay - started, ended - replay, replay_cpu, time.process_time(),
+            "; full replay" if restored is None else
+            f"; from the checkpoint at offset {restored}: start-up {restore_started - started:.3f}"
+            f" s, then read and restored in {restore_seconds:.3f} s, done "
+            f"{ended - restore_started:.3f} s after the read began",
         )
+
+    async def _restore(self, engine: Engine, partition: int) -> int | None:
+        """Import the partition's checkpoint into ``engine``; its offset, or None (replay all).
+
+        No store, the store down, no checkpoint, or one of another format or settings: the
+        rebuild replays everything, as it always could.
+        """
+        if not self.checkpointing:
+            return None
+        try:
+            found = await asyncio.to_thread(self.store.checkpoint, self.settings.topic_events,
+                                            partition)
+        except Exception as exc:  # noqa: BLE001 - the store down: replay, which is exact
+            log.warning("partition %d: no checkpoint read (%s); replaying it all", partition, exc)
+            return None
+        if found is None:
+            return None
+        rooms = None
+        if found.format_version == checkpoint.FORMAT_VERSION and \
+                found.fingerprint == self.fingerprint:
+            # a fresh engine the event loop does not use: imported in a thread
+            rooms = await asyncio.to_thread(checkpoint.import_engine, engine, found.state,
+                                            self.fingerprint)
+        if rooms is None:
+            self.checkpoints_refused += 1
+            log.info("partition %d: checkpoint at offset %d refused (format %d, settings %s; "
+                     "this worker's: %d, %s); replaying it all", partition, found.next_offset,
+                     found.format_version, found.fingerprint, checkpoint.FORMAT_VERSION,
+                     self.fingerprint)
+            return None
+        self.checkpoints_restored += 1
+        return found.next_offset
 
     def _ensure_topics(self) -> None:
         settings = self.settings
@@ -573,10 +689,15 @@ class StreamWorker:
         async with self.publish_lock:
             earlier, self.pending_sends = self.pending_sends, []
             # first: while the broker is down, sends fail here instead of piling up
-            await self._acknowledged(earlier)
+            published = await self._acknowledged(earlier)
             # taken together, with no await between: every held message's dead letters are
             # in this flush (the engine hands over all rooms' dead letters at every flush)
             held, self.held = self.held, []
+            if published and not held and self.checkpointing:
+                # everything handed over before is on its topics, nothing waits for a dead
+                # letter: the rooms' state now is a checkpoint (what it has not handed over
+                # yet is in it)
+                self._checkpoint()
             out = self.engine.flush(None if force or wait else self._flush_due())
             # the open interval records just made, which live states show too: taken before
             # any await, while no other event can change the rooms
@@ -593,6 +714,64 @@ class StreamWorker:
                     self.held_unacknowledged += len(held)
                     log.warning("%d messages left unacknowledged: their dead letters are "
                                 "published again when their partition is rebuilt", len(held))
+
+    def _checkpoint(self) -> None:
+        """Take the state of the partition whose checkpoint is most overdue; save it in a thread.
+
+        Called by a flush once everything handed over before is acknowledged and no message
+        waits for its dead letters. One partition at a time, spaced
+        (``CHECKPOINT_SPACING_SECONDS``), so taking them (on the event loop, where no event
+        changes the rooms meanwhile) pauses the loop for one partition at most, now and then;
+        encoding and writing run in a thread.
+        """
+        now = time.monotonic()
+        if now < self.checkpoint_not_before:
+            return
+        due = [state for state in self.partitions.values()
+               if state.ready.is_set() and state.applied_upto and not state.sends_lost
+               and state.partition not in self.checkpoint_writing
+               and now >= state.checkpoint_due and state.applied_upto != state.checkpointed_upto]
+        if not due:
+            return
+        state = min(due, key=lambda s: s.checkpoint_due)
+        if self.held_unacknowledged or self.engine.dead_letters_waiting(state.rooms):
+            return
+        if not state.checkpoint_due:  # the first since the rebuild: one period after it
+            state.checkpoint_due = now + self.settings.checkpoint_seconds
+            return
+        taken_at = time.perf_counter()
+        snapshot = checkpoint.take_state(self.engine, self.fingerprint, sorted(state.rooms))
+        self.checkpoint_pause_seconds = time.perf_counter() - taken_at
+        state.checkpoint_due = now + self.settings.checkpoint_seconds
+        self.checkpoint_not_before = now + max(CHECKPOINT_SPACING_SECONDS,
+                                               10 * self.checkpoint_pause_seconds)
+        self.checkpoint_writing.add(state.partition)
+        asyncio.ensure_future(self._save_checkpoint(state, snapshot, state.applied_upto))
+
+    async def _save_checkpoint(self, state: PartitionState, snapshot: checkpoint.Snapshot,
+                               offset: int) -> None:
+        """Encode and save a partition's checkpoint, away from the event loop."""
+        started = time.monotonic()
+        try:
+            blob = await asyncio.to_thread(checkpoint.encode, snapshot)
+            await asyncio.to_thread(self.store.save_checkpoint, Checkpoint(
+                self.settings.topic_events, state.partition, offset,
+                format_time(datetime.now(UTC)), checkpoint.FORMAT_VERSION, self.fingerprint,
+                blob))
+        except Exception as exc:  # noqa: BLE001 - the store down: the next one may succeed
+            self.checkpoints_failed += 1
+            log.warning("partition %d: checkpoint at offset %d not saved (%s)",
+                        state.partition, offset, exc)
+            return
+        finally:
+            self.checkpoint_writing.discard(state.partition)
+        self.checkpoints_saved += 1
+        self.checkpoint_bytes = len(blob)
+        state.checkpointed_upto = offset
+        log.info("partition %d: checkpoint at offset %d saved (%d rooms, %.1f MB; the event "
+                 "loop paused %.3f s to take it, %.3f s to encode and write)", state.partition,
+                 offset, len(snapshot[3]), len(blob) / 1e6, self.checkpoint_pause_seconds,
+                 time.monotonic() - started)
 
     def _flush_due(self) -> list[Room]:
         """The rooms whose records to publish now: live ones, and catching-up ones each second."""
@@ -614,6 +793,8 @@ class StreamWorker:
         failed = [e for e in map(_failure, sends) if e is not None]
         self.sends_failing = bool(failed)
         if failed:
+            for state in [*self.partitions.values(), *self.suspended.values()]:
+                state.sends_lost = True
             # Records are facts keyed by identity: the rebuild after the consumer group
             # rejoins publishes every record again, so nothing is lost for good.
             log.warning("broker unreachable: %d of %d sends not acknowledged (%s); "

@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     worker_metrics_host: str = "127.0.0.1"
     # 0 turns the worker's /metrics, /healthz and /readyz off.
     worker_metrics_port: int = Field(default=9101, ge=0, le=65535)
+    # How often the worker saves each of its partitions' room state to the history store, so
+    # that a rebuild replays only what came after it; 0: never, and rebuilds replay everything.
+    checkpoint_seconds: float = Field(default=300.0, ge=0)
 
     grace_seconds: float = Field(default=7200.0, ge=0)
     repeat_window_seconds: float = Field(default=7 * 86400.0, gt=0)

@@ -430,8 +430,10 @@ class CallBook:
         """Per line: the last hour, the last 24 hours and the totals (derive first)."""
         short_by_line: dict[str, list[tuple[int, BucketStats]]] = {}
         # Summaries per open bucket, recomputed only where something changed: walking every
-        # open call on each evaluation cost ~70 ms a room at 2,000 events/s.
-        for (line, start), stats in self.stats().items():
+        # open call on each evaluation cost ~70 ms a room at 2,000 events/s. In key order: the
+        # float sums below then do not depend on the order buckets changed in (a set's), so a
+        # room restored from a checkpoint (services/figures/checkpoint.py) sums them alike.
+        for (line, start), stats in sorted(self.stats().items()):
             short_by_line.setdefault(line, []).append((start, stats))
         hour_from = now - 3600 * US
         figures = {}

@@ -95,3 +95,16 @@ alert_episodes = sa.Table(
     sa.Column("note", sa.Text),
     sa.Index("alert_episodes_room_started", "room", "started_at"),
 )
+
+# The stream worker's room state per events partition (services/figures/checkpoint.py): the
+# state after applying every message below ``next_offset``, so a rebuild replays only the rest.
+checkpoints = sa.Table(
+    "checkpoints", metadata,
+    sa.Column("topic", sa.Text, primary_key=True),
+    sa.Column("partition", sa.Integer, primary_key=True),
+    sa.Column("next_offset", sa.BigInteger, nullable=False),
+    sa.Column("taken_at", sa.Text, nullable=False),
+    sa.Column("format_version", sa.Integer, nullable=False),
+    sa.Column("fingerprint", sa.Text, nullable=False),
+    sa.Column("state", sa.LargeBinary, nullable=False),
+)

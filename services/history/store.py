@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,7 +34,7 @@ from services.history.database import (
 )
 
 __all__ = [
-    "INTERVAL_SECONDS", "PLAN_FIELDS", "HistoryStore", "LazyStore", "SchemaBehind",
+    "INTERVAL_SECONDS", "PLAN_FIELDS", "Checkpoint", "HistoryStore", "LazyStore", "SchemaBehind",
     "StoreError", "StoreUnavailable", "interval_floor",
 ]
 
@@ -629,6 +630,46 @@ class HistoryStore:
         if row is None:
             return None
         return parse_time(row[0], "history_end"), json.loads(row[1])
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Keep ``checkpoint`` as its partition's one (replacing the one before).
+
+        Any checkpoint is a valid state of its partition at its offset, whichever worker took
+        it, so the latest written wins: an older one only means a longer replay.
+        """
+        row = {"topic": checkpoint.topic, "partition": checkpoint.partition,
+               "next_offset": checkpoint.next_offset, "taken_at": checkpoint.taken_at,
+               "format_version": checkpoint.format_version,
+               "fingerprint": checkpoint.fingerprint, "state": checkpoint.state}
+        self._upsert(schema.checkpoints, [row], ("topic", "partition"))
+
+    def checkpoint(self, topic: str, partition: int) -> Checkpoint | None:
+        """The partition's checkpoint, or None."""
+        t = schema.checkpoints
+        query = sa.select(t).where(t.c.topic == topic, t.c.partition == partition)
+        row = self._read(lambda conn: conn.execute(query).first())
+        if row is None:
+            return None
+        return Checkpoint(row.topic, row.partition, row.next_offset, row.taken_at,
+                          row.format_version, row.fingerprint, bytes(row.state))
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The stream's room state of one events partition after every message below an offset.
+
+    ``state`` is ``services.figures.checkpoint``'s encoding; a rebuild uses it only when
+    ``format_version`` and ``fingerprint`` are the worker's own.
+    """
+
+    topic: str
+    partition: int
+    next_offset: int  # the next message to apply after importing the state
+    taken_at: str
+    format_version: int
+    fingerprint: str
+    state: bytes
 
 
 class LazyStore:

@@ -85,3 +85,28 @@ def test_rooms_go_to_the_partition_the_producers_choose(rebalance: ModuleType) -
     for room in ("north", "south", "room-5", "live3"):
         chosen = DefaultPartitioner()(room.encode(), parts, parts)
         assert rebalance.partition_of(room) == chosen
+
+
+def test_the_rebuild_from_checkpoints_is_read_from_the_worker_log() -> None:
+    stream = load_benchmark("bench_stream")
+    log = (
+        "[t] partition 1 rebuilt: 0 messages, 1 rooms in 1.26 s (committed offset 613; start-up "
+        "1.260 s, then replay and publication 0.000 s; process CPU 1.583 to 2.365 s); from the "
+        "checkpoint at offset 613: start-up 0.074 s, then read and restored in 0.452 s, done "
+        "1.186 s after the read began\n"
+        "[t] partition 2 rebuilt: 9 messages, 2 rooms in 1.38 s (committed offset 1193; start-up "
+        "1.380 s, then replay and publication 0.000 s; process CPU 1.586 to 2.408 s); from the "
+        "checkpoint at offset 1190: start-up 0.069 s, then read and restored in 0.840 s, done "
+        "1.311 s after the read began\n"
+        "[t] partition 3 rebuilt: 4 messages, 0 rooms in 0.7 s (committed offset 0; start-up "
+        "0.6 s, then replay and publication 0.1 s; process CPU 1.6 to 1.9 s); full replay\n"
+        "[t] partition 2: checkpoint at offset 1000 saved (2 rooms, 9.5 MB; the event loop "
+        "paused 0.500 s to take it, 0.2 s to encode and write)\n"
+        "[t] partition 2: checkpoint at offset 1193 saved (2 rooms, 10.9 MB; the event loop "
+        "paused 0.646 s to take it, 0.238 s to encode and write)\n"
+    )
+    partitions, seconds = stream.checkpoint_rebuild_seconds(log)
+    # from the first read (0.069 s) to the last partition done (0.069 + 1.311 s)
+    assert partitions == 2 and seconds == pytest.approx(1.311)
+    assert stream.checkpoints_saved(log) == {2: (1193, 10.9, 0.646)}
+    assert stream.checkpoint_rebuild_seconds("full replay") == (0, 0.0)

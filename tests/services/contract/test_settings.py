@@ -265,3 +265,10 @@ def test_fetch_wait_and_metrics_port_are_bounded(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("PACESETTER_KAFKA_FETCH_MAX_WAIT_MS", "50")
     monkeypatch.setenv("PACESETTER_WORKER_METRICS_PORT", "70000")
     fails_naming("PACESETTER_WORKER_METRICS_PORT")
+
+
+def test_checkpoint_seconds_is_never_negative(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PACESETTER_CHECKPOINT_SECONDS", "-5")
+    fails_naming("PACESETTER_CHECKPOINT_SECONDS")
+    monkeypatch.setenv("PACESETTER_CHECKPOINT_SECONDS", "0")
+    assert load_settings().checkpoint_seconds == 0
