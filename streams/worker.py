@@ -59,6 +59,8 @@ LIVE_MIN_SECONDS = FLUSH_SECONDS
 STORE_CLOSE_SECONDS = 30.0  # at shutdown, how long to wait for the store to take the queue
 PARTITION_CACHE = 200_000  # message keys whose partition is remembered
 REBUILD_FETCH = 5000  # messages a rebuild takes from its consumer at a time
+# how long a rebuild replays before it lets the loop serve the live partitions
+REPLAY_SLICE_SECONDS = 0.02
 # A catch-up that has not reached its offset by then (a broker that stopped answering) gives
 # up and rebuilds the partition instead, rather than hold the partition forever.
 CATCH_UP_SECONDS = 60.0
@@ -424,7 +426,14 @@ class StreamWorker:
                     if state.replay_started is None:
                         state.replay_started = time.monotonic()
                         replay_cpu = time.process_time()
+                    sliced = time.monotonic()
                     for message in messages:
+                        if time.monotonic() - sliced >= REPLAY_SLICE_SECONDS:
+                            # A fetch can hold a million events, seconds of work: the rooms
+                            # this worker already serves (their partitions did not move) must
+                            # not wait that long for the loop. The rebuild's engine is its own.
+                            await asyncio.sleep(0)
+                            sliced = time.monotonic()
                         if published is None and message.offset >= committed:
                             published = engine.flush()
                         when = (message.timestamp or 0) * 1000 or self.clock()
