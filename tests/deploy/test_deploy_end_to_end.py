@@ -194,8 +194,10 @@ def test_every_rule_and_panel_query_has_data_from_a_live_demo(prometheus: str, t
     config.write_text(yaml.safe_dump(prometheus_config(api_port, rules_dir, worker_port)))
     demo_log, prom_log = tmp_path / "demo.log", tmp_path / "prometheus.log"
 
+    # --no-plans: the plans are seeded above; the demo's planner (28 simulated days of
+    # history, then Prophet fits) would only take the CPU the live demo needs.
     with spawned([sys.executable, "-m", "pacesetter.cli", "demo", "--api-port", str(api_port),
-                  "--backfill-hours", "2"], demo_log, env, tmp_path) as demo, \
+                  "--backfill-hours", "2", "--no-plans"], demo_log, env, tmp_path) as demo, \
          spawned([prometheus, f"--config.file={config}",
                   f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                   f"--web.listen-address=127.0.0.1:{prom_port}"], prom_log, env, tmp_path) as prom:
