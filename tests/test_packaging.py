@@ -6,7 +6,9 @@ the wheel would hold: only a real wheel shows a package missing from it.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -62,22 +64,55 @@ def test_the_wheel_holds_every_package_and_its_cli_runs_from_it(
     assert "worker" in usage
 
 
-def test_the_engine_compiles_beside_an_installed_wheel_as_the_docker_build_does(
-        installed: tuple[Path, Path]) -> None:
-    # The Dockerfile's build stage: build the native engine from / against the installed
-    # package (not the checkout), and require it to be used.
-    _wheel, target = installed
+def run_in(target: Path, code: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``python -c code`` importing our packages from ``target`` only (not the checkout)."""
     env = {**os.environ, "PYTHONPATH": str(target), "PACESETTER_PURE_PYTHON": "0"}
-    built = subprocess.run(
-        [sys.executable, "-c",
-         "import sys; from services.figures._native import main; sys.exit(main())"],
-        cwd="/", env=env, capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run([sys.executable, "-c", code], cwd="/", env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+BUILD = "import sys; from services.figures._native import main; sys.exit(main())"
+USED = ("import services.figures, services.figures.engine as e; "
+        "print(services.figures.NATIVE, e.__file__)")
+
+
+def assert_native_used(target: Path, built: subprocess.CompletedProcess[str]) -> None:
+    """The installed package runs the compiled engine from its own ``.native`` folder."""
     assert built.returncode == 0, built.stderr[-2000:]
-    used = subprocess.run(
-        [sys.executable, "-c", "import services.figures, services.figures.engine as e; "
-         "print(services.figures.NATIVE, "
-         "e.__file__)"], cwd="/", env=env, capture_output=True, text=True, timeout=60,
-        check=False)
+    used = run_in(target, USED, 60)
     native, path = used.stdout.split()
     assert native == "True", built.stderr[-2000:]
     assert path.startswith(str(target / "services" / "figures" / ".native")), path
+
+
+def test_the_installed_wheel_takes_the_engine_built_from_the_same_sources(
+        installed: tuple[Path, Path]) -> None:
+    # The Dockerfile's build stage runs _native.main() from the installed package. A build is
+    # a function of its fingerprint (the compiled sources, byte for byte, and the interpreter):
+    # when the installed package's fingerprint is the stamp of the checkout's fresh build
+    # (`make native`, run before the tests), that build is what compiling beside the wheel
+    # gives, and is placed there instead of compiled again (the compile itself: the slow test
+    # below). Without a fresh build in the checkout, it is compiled here.
+    from services.figures import _native
+
+    _wheel, target = installed
+    stamp = run_in(target, "import json; from services.figures._native import fingerprint; "
+                           "print(json.dumps(fingerprint()))", 60)
+    assert stamp.returncode == 0, stamp.stderr[-2000:]
+    installed_fingerprint = json.loads(stamp.stdout)
+    assert installed_fingerprint == _native.fingerprint()  # the wheel holds the same sources
+    if _native.is_fresh():
+        shutil.copytree(_native.NATIVE, target / "services" / "figures" / ".native",
+                        dirs_exist_ok=True)
+    assert_native_used(target, run_in(target, BUILD, 600))
+
+
+@pytest.mark.slow
+def test_the_engine_compiles_beside_an_installed_wheel_as_the_docker_build_does(
+        installed: tuple[Path, Path], tmp_path: Path) -> None:
+    # The Dockerfile's build stage: build the native engine from / against the installed
+    # package (not the checkout), and require it to be used.
+    _wheel, shared = installed
+    target = tmp_path / "site"  # a copy of its own: the test above may have placed a build
+    shutil.copytree(shared, target, ignore=shutil.ignore_patterns(".native"))
+    assert_native_used(target, run_in(target, BUILD, 600))

@@ -89,8 +89,7 @@ def read_topic(bootstrap: str, topic: str, idle_seconds: float = 1.5,
                timeout: float = 60) -> list[tuple[bytes | None, bytes, int, int]]:
     """Every message of a topic as (key, value, partition, offset), read without a group.
 
-    Reads until no message has arrived for ``idle_seconds`` (the broker's end offset can be
-    short by one record batch, so it is not trusted).
+    Reads every partition past what it held when the read began (see :func:`read_records`).
     """
     return [(m.key, m.value, m.partition, m.offset)
             for m in read_records(bootstrap, topic, idle_seconds, timeout)]
@@ -98,8 +97,15 @@ def read_topic(bootstrap: str, topic: str, idle_seconds: float = 1.5,
 
 def read_records(bootstrap: str, topic: str, idle_seconds: float = 1.5,
                  timeout: float = 60) -> list[Any]:
-    """Every message of a topic as aiokafka ``ConsumerRecord`` (with its timestamp), as
-    :func:`read_topic` reads them."""
+    """Every message of a topic as aiokafka ``ConsumerRecord`` (with its timestamp), at least
+    all those published before the read began.
+
+    The broker's end offset can be short by one record batch (tansu gives the base offset of
+    the last batch), so it is not trusted as the end: a partition is read once its position is
+    past the end offset it had when the read began (that last batch read whole), or once it is
+    at that offset and has given no message for ``idle_seconds``. Each partition on its own: a
+    topic the workers keep writing to (live states every second) is never quiet as a whole.
+    """
     async def run() -> list[Any]:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                     auto_offset_reset="earliest", fetch_max_wait_ms=100)
@@ -115,18 +121,33 @@ def read_records(bootstrap: str, topic: str, idle_seconds: float = 1.5,
             tps = [TopicPartition(topic, p) for p in sorted(parts or [])]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps) if tps else {}
             out = []
             deadline = time.monotonic() + timeout
-            last = time.monotonic()
-            # Until the first message, allow a slow first fetch (a busy broker): an early,
-            # empty answer must not read as "the topic is empty".
-            while time.monotonic() < deadline and time.monotonic() - last < (
-                    idle_seconds if out else max(idle_seconds, 3.0)):
+            started = time.monotonic()
+            first: float | None = None  # when the first message of any partition came
+            latest: dict[TopicPartition, float] = {}  # when each partition last gave one
+            done: set[TopicPartition] = set()
+            while time.monotonic() < deadline and len(done) < len(tps):
                 batches = await consumer.getmany(timeout_ms=200, max_records=10000)
-                for messages in batches.values():
+                now = time.monotonic()
+                for tp, messages in batches.items():
                     out.extend(messages)
                     if messages:
-                        last = time.monotonic()
+                        first = first or now
+                        latest[tp] = now
+                # Until the first message, allow a slow first fetch (a busy broker): an early,
+                # empty answer must not read as "the topic is empty". Fetches cover every
+                # partition at once: once one answered, a partition's silence is its own.
+                idle = idle_seconds if first is not None else max(idle_seconds, 3.0)
+                for tp in tps:
+                    if tp in done:
+                        continue
+                    position = await consumer.position(tp)
+                    quiet = now - latest.get(tp, first or started) >= idle
+                    if position > ends[tp] or (position >= ends[tp] and quiet):
+                        done.add(tp)
+                        consumer.pause(tp)
             return out
         finally:
             await consumer.stop()
