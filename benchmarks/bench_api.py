@@ -1,7 +1,7 @@
 """API benchmarks: freshness from event to /live, and REST latency under an open-loop load.
 
 Starts an embedded broker, `pacesetter worker` and `pacesetter api` as child processes on topics
-of their own, then measures, on 127.0.0.1 only:
+of their own, then measures, on 127.0.0.1 (worker and API) only:
 
 - freshness: live events (event time = now) stream at a steady rate while probe calls are offered
   on a dedicated line ``probe`` of one room; each probe's effect is the count
@@ -12,6 +12,11 @@ of their own, then measures, on 127.0.0.1 only:
   is wrk2's, which is not packaged), so an open-loop generator here schedules requests at fixed
   intervals whatever the responses, and measures each from its scheduled time (no coordinated
   omission).
+
+With ``--bootstrap HOST:PORT`` no embedded broker is started: everything runs on that Kafka
+cluster (TLS and SASL from the PACESETTER_KAFKA_* settings of the environment, which the worker
+and API read too). On the embedded broker the freshness feed lingers 50 ms (``--linger-ms``,
+``EMBEDDED_FEED_LINGER_MS``: why there), on Kafka 1 ms; the linger counts in every delay.
 
 Prints one JSON object. Run: `.venv/bin/python benchmarks/bench_api.py [--quick]`.
 """
