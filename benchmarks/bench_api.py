@@ -762,8 +762,9 @@ def latency(stack: Stack, rate: int, seconds: float) -> dict[str, Any]:
 #: every stored record batch of a partition at each fetch that finds data, so its fetch cost
 #: grows with the batches a partition holds times the fetches that find data: one batch per
 #: 10 ms tick (linger 1) made the broker the limit within a minute at 2,000 events/s; 50 ms
-#: cuts both by 5 and kept it flat (benchmarks/bench_broker.py). The linger counts in every
-#: delay measured (from the probe's produce call). On a Kafka cluster (--bootstrap), 1 ms.
+#: cuts both by 5 and kept it flat for a minute alone (benchmarks/bench_broker.py), ~10 minutes
+#: in the soak. The linger counts in every delay measured (from the probe's produce call). On a
+#: Kafka cluster (--bootstrap), 1 ms.
 EMBEDDED_FEED_LINGER_MS = 50
 EXTERNAL_FEED_LINGER_MS = 1
 
