@@ -1,7 +1,7 @@
 """API benchmarks: freshness from event to /live, and REST latency under an open-loop load.
 
 Starts an embedded broker, `pacesetter worker` and `pacesetter api` as child processes on topics
-of their own, then measures, on 127.0.0.1 only:
+of their own, then measures, on 127.0.0.1 (worker and API) only:
 
 - freshness: live events (event time = now) stream at a steady rate while probe calls are offered
   on a dedicated line ``probe`` of one room; each probe's effect is the count
@@ -12,6 +12,11 @@ of their own, then measures, on 127.0.0.1 only:
   is wrk2's, which is not packaged), so an open-loop generator here schedules requests at fixed
   intervals whatever the responses, and measures each from its scheduled time (no coordinated
   omission).
+
+With ``--bootstrap HOST:PORT`` no embedded broker is started: everything runs on that Kafka
+cluster (TLS and SASL from the PACESETTER_KAFKA_* settings of the environment, which the worker
+and API read too). On the embedded broker the freshness feed lingers 50 ms (``--linger-ms``,
+``EMBEDDED_FEED_LINGER_MS``: why there), on Kafka 1 ms; the linger counts in every delay.
 
 Prints one JSON object. Run: `.venv/bin/python benchmarks/bench_api.py [--quick]`.
 """
@@ -40,7 +45,9 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.kafka.broker import EmbeddedBroker, free_port  # noqa: E402
+from services.contract.settings import Settings, load_settings  # noqa: E402
+from services.kafka.broker import EmbeddedBroker, free_port, wait_for_kafka  # noqa: E402
+from services.kafka.clients import security  # noqa: E402
 from services.simulation.simulator import simulate_events  # noqa: E402
 from tests.integration.harness import Process, produce_lines, topic_env  # noqa: E402
 
@@ -70,11 +77,23 @@ def iso_now() -> str:
 
 
 class Stack:
-    """Broker, worker and API on loopback; ``close()`` kills every child process group."""
+    """Broker, worker and API on loopback; ``close()`` kills every child process group.
 
-    def __init__(self, tmp: Path, partitions: int = 8) -> None:
+    With ``bootstrap`` (``--bootstrap``) no embedded broker is started: the worker, the API and
+    the bench's own clients use that Kafka cluster, connecting as the PACESETTER_* security
+    settings of the environment say (the worker and API read them from it as in production),
+    so that figures can be taken on a real Kafka where the embedded broker limits them.
+    """
+
+    def __init__(self, tmp: Path, partitions: int = 8, bootstrap: str | None = None,
+                 connect_timeout: float = 60.0) -> None:
         self.tmp = tmp
-        self.broker = EmbeddedBroker(HOST, free_port())
+        self.connect_timeout = connect_timeout
+        self.broker = EmbeddedBroker(HOST, free_port()) if bootstrap is None else None
+        self.bootstrap = self.broker.bootstrap if self.broker is not None else str(bootstrap)
+        #: aiokafka connection options of the bench's own clients (empty: plaintext)
+        self.kafka_options: dict[str, Any] = {}
+        self.settings: Settings | None = None
         self.worker: Process | None = None
         self.api: Process | None = None
         self.api_port = free_port()
@@ -85,9 +104,22 @@ class Stack:
     def base(self) -> str:
         return f"http://{HOST}:{self.api_port}"
 
+    @property
+    def broker_pid(self) -> int | None:
+        """The embedded broker's process id; None on an external cluster (not ours to watch)."""
+        if self.broker is None or self.broker.process is None:
+            return None
+        return self.broker.process.pid
+
     def start(self) -> None:
-        self.broker.start()
-        self.env = topic_env(self.broker.bootstrap, self.tmp, self.partitions)
+        if self.broker is not None:
+            self.broker.start()
+        else:
+            # the settings the worker will read: a wrong value stops here, naming the variable
+            self.settings = load_settings(bootstrap_servers=self.bootstrap)
+            self.kafka_options = security(self.settings).aiokafka()
+            wait_for_kafka(self.bootstrap, self.connect_timeout, self.settings)
+        self.env = topic_env(self.bootstrap, self.tmp, self.partitions)
         self.env["PACESETTER_API_TOKENS"] = ""
         self.worker = Process(["worker"], self.env, self.tmp / "worker.log")
         self.api = Process(["api", "--api-host", HOST, "--api-port", str(self.api_port)],
@@ -127,7 +159,8 @@ class Stack:
             if proc is not None:
                 with contextlib.suppress(Exception):
                     proc.stop(timeout=10)
-        self.broker.stop()
+        if self.broker is not None:
+            self.broker.stop()
 
 
 def load_history(stack: Stack, timeout: float = 120) -> int:
@@ -135,7 +168,8 @@ def load_history(stack: Stack, timeout: float = 120) -> int:
     import httpx
 
     lines = [orjson.dumps(e) for e in simulate_events(rooms=1, days=1, seed=11)]
-    produce_lines(stack.broker.bootstrap, stack.env["PACESETTER_TOPIC_EVENTS"], lines, batch=200)
+    produce_lines(stack.bootstrap, stack.env["PACESETTER_TOPIC_EVENTS"], lines, batch=200,
+                  settings=stack.settings)
     url = f"{stack.base}/api/v1/rooms/{HISTORY_ROOM}/intervals"
     params = {"start": DAY_START.isoformat(), "end": (DAY_START + timedelta(days=1)).isoformat()}
     deadline = time.monotonic() + timeout
@@ -235,8 +269,9 @@ async def follow_live_topic(stack: Stack, room: str, seen_at: list[float],
     from services.contract.freshness import HEADER_PUBLISHED, header_us
 
     topic = stack.env["PACESETTER_TOPIC_LIVE"]
-    consumer = AIOKafkaConsumer(bootstrap_servers=stack.broker.bootstrap,
-                                enable_auto_commit=False, fetch_max_wait_ms=10)
+    consumer = AIOKafkaConsumer(bootstrap_servers=stack.bootstrap,
+                                enable_auto_commit=False, fetch_max_wait_ms=10,
+                                **stack.kafka_options)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
@@ -355,15 +390,15 @@ def finite_ms(value: float | None) -> float | None:
 
 
 async def freshness(stack: Stack, rate: int, seconds: float, probes_per_second: float,
-                    batch: int) -> dict[str, Any]:
+                    batch: int, linger_ms: int = 1) -> dict[str, Any]:
     """Stream ``rate`` events/s for ``seconds`` with probes; time each probe to visibility."""
     from aiokafka import AIOKafkaProducer
 
     topic = stack.env["PACESETTER_TOPIC_EVENTS"]
     rooms = [LiveRoom(f"fresh{rate}-a"), LiveRoom(f"fresh{rate}-b")]
     probe_room = rooms[0].name
-    producer = AIOKafkaProducer(bootstrap_servers=stack.broker.bootstrap, linger_ms=1,
-                                acks=1, max_batch_size=1 << 20)
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, linger_ms=linger_ms,
+                                acks=1, max_batch_size=1 << 20, **stack.kafka_options)
     await producer.start()
     sent_at: list[float] = []
     sent_wall_us: list[int] = []
@@ -723,10 +758,56 @@ def latency(stack: Stack, rate: int, seconds: float) -> dict[str, Any]:
 # -- main --------------------------------------------------------------------------------------
 
 
+#: The feed's producer linger on the embedded broker (ms). tansu's ``memory://`` storage lists
+#: every stored record batch of a partition at each fetch that finds data, so its fetch cost
+#: grows with the batches a partition holds times the fetches that find data: one batch per
+#: 10 ms tick (linger 1) made the broker the limit within a minute at 2,000 events/s; 50 ms
+#: cuts both by 5 and kept it flat for a minute alone (benchmarks/bench_broker.py), ~10 minutes
+#: in the soak. The linger counts in every delay measured (from the probe's produce call). On a
+#: Kafka cluster (--bootstrap), 1 ms.
+EMBEDDED_FEED_LINGER_MS = 50
+EXTERNAL_FEED_LINGER_MS = 1
+
+
+def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--bootstrap`` (a Kafka cluster instead of the embedded broker) and ``--linger-ms``."""
+    parser.add_argument(
+        "--bootstrap", metavar="HOST:PORT[,...]",
+        help="a Kafka cluster to run against instead of the embedded broker (tansu, memory://); "
+             "TLS and SASL as the PACESETTER_KAFKA_* settings of the environment say")
+    parser.add_argument(
+        "--linger-ms", type=int,
+        help=f"the feed producer's linger (default {EMBEDDED_FEED_LINGER_MS} on the embedded "
+             f"broker, {EXTERNAL_FEED_LINGER_MS} with --bootstrap); counted in every delay")
+
+
+def feed_linger_ms(bootstrap: str | None, given: int | None) -> int:
+    """The feed producer's linger: ``given``, else the default for the broker in use."""
+    if given is not None:
+        if given < 0:
+            raise SystemExit("--linger-ms must be 0 or more")
+        return given
+    return EMBEDDED_FEED_LINGER_MS if bootstrap is None else EXTERNAL_FEED_LINGER_MS
+
+
+def broker_description(bootstrap: str | None, linger_ms: int) -> dict[str, Any]:
+    """What the figures ran on, printed with them: a figure on the embedded broker is not one
+    on Kafka (its fetch cost grows with the batches stored), and the feed's linger shapes it."""
+    out: dict[str, Any] = {"kind": "embedded" if bootstrap is None else "external",
+                           "feed_linger_ms": linger_ms}
+    if bootstrap is None:
+        out["what"] = ("tansu memory:// child process on loopback; its fetch time grows with "
+                       "the record batches a partition holds, hence the feed's linger")
+    else:
+        out["bootstrap"] = bootstrap
+        out["what"] = "the Kafka cluster given by --bootstrap"
+    return out
+
+
 @contextlib.contextmanager
-def running_stack() -> Iterator[Stack]:
+def running_stack(bootstrap: str | None = None) -> Iterator[Stack]:
     with tempfile.TemporaryDirectory() as tmp_dir:
-        stack = Stack(Path(tmp_dir))
+        stack = Stack(Path(tmp_dir), bootstrap=bootstrap)
         try:
             stack.start()
             yield stack
@@ -750,6 +831,7 @@ def main() -> None:
                         help="length of each freshness run (default 25, quick 10)")
     parser.add_argument("--request-rate", type=int, default=500,
                         help="requests/s of the latency runs (0: skip them)")
+    add_broker_arguments(parser)
     args = parser.parse_args()
     fresh_seconds = args.seconds or (10.0 if args.quick else 25.0)
     latency_seconds = 8.0 if args.quick else 20.0
@@ -759,7 +841,9 @@ def main() -> None:
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "what": "the machine is shared: a load average above the core count means other work "
                 "competed with these runs"}}
-    with running_stack() as stack:
+    linger_ms = feed_linger_ms(args.bootstrap, args.linger_ms)
+    figures["broker"] = broker_description(args.bootstrap, linger_ms)
+    with running_stack(args.bootstrap) as stack:
         started = time.monotonic()
         records = load_history(stack)
         figures["setup"] = {"history_records": records,
@@ -769,7 +853,7 @@ def main() -> None:
         figures["freshness"] = {}
         for rate in (int(r) for r in args.rates.split(",") if r.strip()):
             figures["freshness"][str(rate)] = asyncio.run(
-                freshness(stack, rate, fresh_seconds, args.probes, args.batch))
+                freshness(stack, rate, fresh_seconds, args.probes, args.batch, linger_ms))
             time.sleep(2)
         if args.request_rate > 0:
             figures["latency"] = latency(stack, args.request_rate, latency_seconds)

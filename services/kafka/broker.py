@@ -137,6 +137,14 @@ class EmbeddedBroker:
     """Runs tansu on loopback as a child process; memory only (demos and tests, not production).
 
     Use as a context manager; ``bootstrap`` is ``HOST:PORT`` once it accepts connections.
+
+    Its fetches slow down with the number of record batches a partition holds: tansu 0.6's
+    ``memory://`` storage (``DynoStore::fetch``) lists every stored batch of the partition at
+    each fetch that has data, keeps none from being deleted, and returns no records when the
+    fetch's wait runs out during that listing. A steady feed of small batches therefore ends
+    with consumers getting nothing (``benchmarks/bench_broker.py`` reproduces it): producers
+    that feed it for long should send fewer, larger batches (a linger of tens of ms), and long
+    measurements belong on Kafka (the benchmarks' ``--bootstrap``).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 9092, log_path: str | None = None):

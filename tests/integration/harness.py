@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from services.contract.settings import Settings
 from services.kafka.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -234,18 +235,24 @@ def wait_until(check: Callable[[], bool], timeout: float, interval: float = 1.0,
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
-def produce_lines(bootstrap: str, topic: str, lines: list[bytes], batch: int = 200) -> int:
+def produce_lines(bootstrap: str, topic: str, lines: list[bytes], batch: int = 200,
+                  settings: Settings | None = None) -> int:
     """Publish JSONL lines as the contract's messages: consecutive valid-looking events of one
     room become a batch (JSON array, key = room); anything else goes alone, keyed by its room
-    when it has a string one. Returns the number of messages."""
+    when it has a string one. Returns the number of messages.
+
+    ``settings`` say how to connect (TLS, SASL) to a Kafka cluster; without them, plaintext.
+    """
     from kafka import KafkaProducer
 
     from services.kafka.broker import ensure_topics
+    from services.kafka.clients import security
 
-    ensure_topics(bootstrap, [topic], 8)
+    ensure_topics(bootstrap, [topic], 8, settings=settings)
+    options = security(settings).kafka_python() if settings is not None else {}
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
                              max_in_flight_requests_per_connection=1, batch_size=1 << 20,
-                             max_request_size=8 << 20)
+                             max_request_size=8 << 20, **options)
     pending: dict[str, list[bytes]] = {}
     messages = 0
 
