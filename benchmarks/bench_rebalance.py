@@ -241,6 +241,7 @@ def main() -> None:
         # Here they come sooner, so that the benchmark need not run five minutes first; the
         # new owners restore them and replay what follows (the tail and the live feed).
         env["PACESETTER_CHECKPOINT_SECONDS"] = str(CHECKPOINT_SECONDS)
+        env["PACESETTER_CHECKPOINT_LOOP_SHARE"] = "1"  # not spaced out for freshness
         topic = env["PACESETTER_TOPIC_EVENTS"]
         ensure_topics(bootstrap, [topic], PARTITIONS)
         events = list(simulate_events(rooms=ROOMS, days=days, seed=7))

@@ -349,7 +349,9 @@ def throughput(bootstrap: str, tmp: Path, lines: list[bytes],
     # The same worker's replay: a second one (same group) rebuilds every partition from the
     # events topic before it goes live (there is no checkpoint yet); then it saves one of each
     # partition a second after its rebuild.
-    replayer = Process(["worker"], {**env, "PACESETTER_CHECKPOINT_SECONDS": "1"},
+    replayer = Process(["worker"], {**env, "PACESETTER_CHECKPOINT_SECONDS": "1",
+                                       # every partition now, not spaced for freshness
+                                       "PACESETTER_CHECKPOINT_LOOP_SHARE": "1"},
                        tmp / "throughput-replay.log")
     try:
         wait_ready(replayer, partitions, 300)

@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     # How often the worker saves each of its partitions' room state to the history store, so
     # that a rebuild replays only what came after it; 0: never, and rebuilds replay everything.
     checkpoint_seconds: float = Field(default=300.0, ge=0)
+    # The largest share of the event loop's time taking checkpoints may pause it: after a pause
+    # of p seconds the next waits p / share (a national week's partition pauses ~2 s).
+    checkpoint_loop_share: float = Field(default=0.005, gt=0, le=1)
 
     grace_seconds: float = Field(default=7200.0, ge=0)
     repeat_window_seconds: float = Field(default=7 * 86400.0, gt=0)

@@ -37,7 +37,8 @@ def test_a_takeover_restores_the_checkpoints_and_stays_exact(bootstrap: str,
                                                             tmp_path: Path) -> None:
     from tests.integration.harness import topic_env
 
-    env = {**topic_env(bootstrap, tmp_path, partitions=4), "PACESETTER_CHECKPOINT_SECONDS": "1"}
+    env = {**topic_env(bootstrap, tmp_path, partitions=4), "PACESETTER_CHECKPOINT_SECONDS": "1",
+           "PACESETTER_CHECKPOINT_LOOP_SHARE": "1"}
     topic = env["PACESETTER_TOPIC_EVENTS"]
     lines = hostile_day(seed=51, rooms=3, days=0.5)
     first, second = len(lines) * 3 // 5, len(lines) * 4 // 5

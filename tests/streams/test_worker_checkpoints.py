@@ -114,3 +114,28 @@ def test_no_store_no_checkpoints() -> None:
     assert not StreamWorker(Settings(checkpoint_seconds=0), store=FakeStore()).checkpointing
     store: Any = FakeStore()
     assert StreamWorker(Settings(), store=store).checkpointing
+
+
+def test_checkpoints_are_spaced_to_their_share_of_the_loop() -> None:
+    """After a checkpoint that paused the loop p seconds, the next waits p / share."""
+    async def run(share: float) -> list[int]:
+        settings = Settings(checkpoint_seconds=0.001, checkpoint_loop_share=share)
+        now = to_us(datetime(2026, 11, 20, 12, tzinfo=UTC))
+        worker = StreamWorker(settings, clock=lambda: now)
+        store = FakeStore()
+        worker.store, worker.checkpointing = store, True
+        worker.producer = FakeProducer()  # type: ignore[assignment]
+        for partition, room in ((0, "north"), (1, "south")):
+            state = worker.partitions[partition] = PartitionState(partition)
+            state.ready.set()
+            value = offered(1).replace(b'"north"', f'"{room}"'.encode())
+            worker.last_flush = time.monotonic()
+            await worker.handle(partition, 0, room.encode(), value)
+        await flushes(worker, 3)  # both due now; the first taken
+        await asyncio.sleep(1.2)  # past the 1 s floor between two
+        await flushes(worker, 2)
+        return sorted({c.partition for c in store.saved})
+
+    # a pause of at least a few microseconds over a millionth of the loop: many seconds
+    assert asyncio.run(run(1e-6)) in ([0], [1])
+    assert asyncio.run(run(1.0)) == [0, 1]

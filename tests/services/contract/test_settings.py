@@ -272,3 +272,14 @@ def test_checkpoint_seconds_is_never_negative(monkeypatch: pytest.MonkeyPatch) -
     fails_naming("PACESETTER_CHECKPOINT_SECONDS")
     monkeypatch.setenv("PACESETTER_CHECKPOINT_SECONDS", "0")
     assert load_settings().checkpoint_seconds == 0
+
+
+@pytest.mark.parametrize("value", ["0", "-0.1", "1.5", "half"])
+def test_checkpoint_loop_share_is_a_share(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("PACESETTER_CHECKPOINT_LOOP_SHARE", value)
+    fails_naming("PACESETTER_CHECKPOINT_LOOP_SHARE")
+
+
+def test_checkpoint_loop_share_may_be_the_whole_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PACESETTER_CHECKPOINT_LOOP_SHARE", "1")
+    assert load_settings().checkpoint_loop_share == 1
