@@ -139,3 +139,17 @@ def test_checkpoints_are_spaced_to_their_share_of_the_loop() -> None:
     # a pause of at least a few microseconds over a millionth of the loop: many seconds
     assert asyncio.run(run(1e-6)) in ([0], [1])
     assert asyncio.run(run(1.0)) == [0, 1]
+
+
+def test_no_checkpoint_while_another_partition_rebuilds() -> None:
+    async def run() -> None:
+        worker, store, _state = worker_with(FakeProducer())
+        await apply(worker, 0, offered(1))
+        rebuilding = worker.partitions[1] = PartitionState(1)  # not ready: replaying
+        await flushes(worker, 3)
+        assert not store.saved
+        rebuilding.ready.set()
+        await flushes(worker, 3)
+        assert [c.partition for c in store.saved] == [0]
+
+    asyncio.run(run())

@@ -18,7 +18,7 @@ from aiokafka.record.default_records import DefaultRecordBatch
 
 from services.contract.settings import Settings
 from services.figures.engine import DeadLetter, Output
-from streams.worker import StreamWorker
+from streams.worker import PartitionState, StreamWorker
 
 PARTITIONS = 8
 
@@ -289,8 +289,6 @@ def _offered(room: str, n: int, at_us: int, **extra: Any) -> bytes:
 
 
 def _ready_worker(producer: FakeProducer) -> StreamWorker:
-    from streams.worker import PartitionState
-
     worker = StreamWorker(Settings())
     worker.producer = producer  # type: ignore[assignment]
     state = worker.partitions[0] = PartitionState(0)
@@ -410,6 +408,62 @@ async def test_a_partition_assigned_back_is_kept_only_when_its_state_is_still_ex
         await asyncio.sleep(0)
     assert (worker.kept.get(0, 0), rebuilt) == ((1, []) if kept else (0, [0]))
     assert state.ready.is_set() is kept
+
+
+class CountingConsumer(CommittedConsumer):
+    """Counts the clients started and stopped; fails ``committed`` while ``failing``."""
+
+    started = 0
+    stopped = 0
+    failing = False
+
+    async def start(self) -> None:
+        type(self).started += 1
+
+    async def stop(self) -> None:
+        type(self).stopped += 1
+
+    async def committed(self, tp: Any) -> int | None:
+        if self.failing:
+            raise OSError("coordinator gone")
+        return 40
+
+
+async def test_partitions_assigned_back_together_share_one_client_asking_their_commits(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import streams.worker
+
+    monkeypatch.setattr(streams.worker, "AIOKafkaConsumer", CountingConsumer)
+    monkeypatch.setattr(CountingConsumer, "started", 0)
+    monkeypatch.setattr(CountingConsumer, "stopped", 0)
+    worker = _ready_worker(FakeProducer())
+    monkeypatch.setattr(worker, "_rebuild", lambda state: asyncio.sleep(0))
+    for partition in (1, 2, 3):
+        worker.partitions[partition] = PartitionState(partition)
+        worker.partitions[partition].ready.set()
+    for state in worker.partitions.values():
+        state.applied_upto = 40
+    everything = sorted(worker.partitions)
+    worker.on_revoked(everything)
+    worker.on_assigned(everything)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert all(state.ready.is_set() for state in worker.partitions.values())
+    assert sum(worker.kept.values()) == len(everything)
+    assert (CountingConsumer.started, CountingConsumer.stopped) == (1, 0)
+    # a client that failed is closed; the next partition assigned back starts another
+    monkeypatch.setattr(CountingConsumer, "failing", True)
+    worker.on_revoked([0])
+    worker.on_assigned([0])
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert (CountingConsumer.started, CountingConsumer.stopped) == (1, 1)
+    monkeypatch.setattr(CountingConsumer, "failing", False)
+    worker.on_revoked([1])
+    worker.on_assigned([1])
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert CountingConsumer.started == 2 and worker.partitions[1].ready.is_set()
 
 
 def _freshness_samples(worker: StreamWorker) -> dict[tuple[str, str], float]:
