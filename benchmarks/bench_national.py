@@ -38,15 +38,17 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_stream import (  # noqa: E402
+from services.kafka.broker import EmbeddedBroker, ensure_topics, free_port  # noqa: E402
+from services.simulation.simulator import simulate_events  # noqa: E402
+from tests.integration.harness import Process, topic_env  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))  # bench_stream, as mypy sees it (no package)
+from bench_stream import (  # noqa: E402
     checkpoints_saved,
     end_offsets,
     wait_checkpointed,
 )
-from benchmarks.bench_stream import wait_ready as wait_rebuilt  # noqa: E402
-from services.kafka.broker import EmbeddedBroker, ensure_topics, free_port  # noqa: E402
-from services.simulation.simulator import simulate_events  # noqa: E402
-from tests.integration.harness import Process, topic_env  # noqa: E402
+from bench_stream import wait_ready as wait_rebuilt  # noqa: E402
 
 CALLS_PER_YEAR = 30_000_000
 ROOMS = 43
