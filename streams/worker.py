@@ -774,7 +774,6 @@ class StreamWorker:
             return
         due = [state for state in self.partitions.values()
                if state.ready.is_set() and state.applied_upto and not state.sends_lost
-               and state.partition not in self.checkpoint_writing
                and now >= state.checkpoint_due and state.applied_upto != state.checkpointed_upto]
         if not due:
             return

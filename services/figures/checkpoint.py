@@ -23,7 +23,7 @@ import gc
 import hashlib
 from collections import deque
 from collections.abc import Iterator
-from typing import Any, Union
+from typing import Any, Generic, TypeVar, Union
 
 import msgspec
 import orjson
@@ -39,6 +39,8 @@ from services.figures.kpis import DEFINITIONS_VERSION, Thresholds
 
 # Bump when the layout below or what a room holds changes: older checkpoints are then refused.
 FORMAT_VERSION = 1
+
+T = TypeVar("T")
 
 _AnyEvent: Any = Union[tuple(EVENT_TYPES.values())]  # noqa: UP007 - built at runtime
 
@@ -172,17 +174,25 @@ def _room_state(room: Room, writer: _Writer) -> Any:
     )
 
 
-def _calls_state(book: CallBook, writer: _Writer) -> Any:
-    index: dict[int, int] = {}
-    calls: list[Call] = []
+class _Refs(Generic[T]):
+    """Objects several structures share, each numbered once in the order first referred to."""
 
-    def ref(call: Call) -> int:
-        found = index.get(id(call))
+    def __init__(self) -> None:
+        self.index: dict[int, int] = {}
+        self.items: list[T] = []
+
+    def ref(self, item: T) -> int:
+        """The item's number."""
+        found = self.index.get(id(item))
         if found is None:
-            found = index[id(call)] = len(calls)
-            calls.append(call)
+            found = self.index[id(item)] = len(self.items)
+            self.items.append(item)
         return found
 
+
+def _calls_state(book: CallBook, writer: _Writer) -> Any:
+    refs: _Refs[Call] = _Refs()
+    ref, calls = refs.ref, refs.items  # (a bound method: called for every reference)
     offers = [ref(call) for call in book.offers]
     by_id = [(key, ref(call)) for key, call in book.calls.items()]
     buckets = [(key[0], key[1], [ref(call) for call in bucket])
@@ -224,16 +234,8 @@ def _tally_state(tally: BucketTally, ref: Any) -> Any:
 
 
 def _incidents_state(book: IncidentBook) -> Any:
-    index: dict[int, int] = {}
-    incidents: list[Incident] = []
-
-    def ref(incident: Incident) -> int:
-        found = index.get(id(incident))
-        if found is None:
-            found = index[id(incident)] = len(incidents)
-            incidents.append(incident)
-        return found
-
+    refs: _Refs[Incident] = _Refs()
+    ref, incidents = refs.ref, refs.items
     by_id = [(key, ref(incident)) for key, incident in book.incidents.items()]
     buckets = [(key[0], key[1], [ref(incident) for incident in bucket])
                for key, bucket in book.buckets.items()]
