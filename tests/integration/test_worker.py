@@ -160,8 +160,10 @@ def test_sigkill_mid_replay_then_restart_is_exact(bootstrap: str, tmp_path: Path
     try:
         wait_for_oracle(bootstrap, env, want, 150, [second])
         # the second worker's state came from the events topic, every partition rebuilt once
-        metrics = second.metrics()
-        assert metrics["pacesetter_worker_rebuild_messages_replayed_total"] > 0
+        # (/metrics shows a snapshot up to a second old: the records may be newer than it)
+        wait_until(lambda: second.readyz()[0] == 200 and second.metrics().get(
+            "pacesetter_worker_rebuild_messages_replayed_total", 0) > 0,
+            10, interval=0.5, what="/metrics to show the rebuilds")
         assert per_partition(second, "pacesetter_worker_rebuilds_total") == dict.fromkeys(
             owned(second), 1)
     finally:
