@@ -13,9 +13,10 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -145,20 +146,41 @@ def ring_every_line(log: Path) -> None:
     produce_lines(found.group(1), "pacesetter.events", lines)
 
 
-def _get(url: str) -> dict[str, Any]:
+def _get(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
-        return dict(json.load(response))
+        return json.load(response)
+
+
+def iso_z(at: datetime) -> str:
+    """``at`` as the API's UTC time text (whole seconds, ``Z``)."""
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def test_demo_shows_staffing_plans_in_the_live_state(demo):
     # Plans are saved series by series, so the live state can turn "active" before the planner
-    # has finished: wait for the planner's last word, then for every line to show its plan.
+    # has finished: wait for a saved plan of every series (the demo's two rooms, every line),
+    # then for every line to show its plan.
     deadline = time.monotonic() + PLANS_WITHIN_SECONDS
-    while "planner: staffing plans ready for 6 series" not in demo.log.read_text(errors="replace"):
-        assert time.monotonic() < deadline, f"the planner did not finish\n{demo.tail()}"
+    series = [(room, line) for room in ("north", "south") for line in LINES]
+
+    def unplanned() -> list[tuple[str, str]]:
+        at = datetime.now(UTC)
+        with HistoryStore.open(demo.store_url) as store:
+            return [(room, line) for room, line in series
+                    if store.current_plan(room, line, at) is None]
+
+    while missing := unplanned():
+        assert time.monotonic() < deadline, (
+            f"the planner did not plan {missing}\n{demo.tail()}")
         time.sleep(1)
-    log = demo.log.read_text(errors="replace")
-    assert "planner: 28 days of simulated history stored" in log
+    # it planned from the 28 days of simulated history it stored, which the API serves
+    now_utc = datetime.now(UTC)
+    oldest = _get(demo.url + "api/v1/rooms/north/intervals?" + urllib.parse.urlencode(
+        {"start": iso_z(now_utc - timedelta(days=29)),
+         "end": iso_z(now_utc - timedelta(days=27))}))
+    assert oldest and all(record["final"] for record in oldest), oldest[:2]
+    assert min(record["interval_start"] for record in oldest) <= iso_z(
+        now_utc - timedelta(days=27, hours=12))
     while True:
         state = _get(demo.url + "api/v1/rooms/north/live")
         if state["staffing_plan"] == "active" and all(
