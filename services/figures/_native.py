@@ -1,7 +1,8 @@
 """Optional compiled engine: the per-event modules built with mypyc, loaded only while fresh.
 
-The stream's per-event work (``services.figures.engine``, ``services.figures.kpis``) is
-plain, fully typed Python; mypyc compiles it to C extension modules about 1.5 times as fast.
+The stream's per-event work (``services.figures.engine``, ``calls``, ``kpis`` ...) and the
+checkpoints' copy of it (``checkpoint``, which pauses the worker's loop) are plain, fully typed
+Python; mypyc compiles them, in one build, to C extension modules about 1.5 times as fast.
 They are built into ``services/figures/.native/`` with a stamp of the exact sources they came
 from, and ``services.figures`` puts that folder first on its package path only when the stamp
 matches the sources as they are now: an edited engine is never shadowed by a stale build.
@@ -24,7 +25,19 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-COMPILED = ("engine", "kpis", "calls", "incidents", "handlers")
+COMPILED: tuple[str, ...] = ("engine", "kpis", "calls", "incidents", "handlers", "checkpoint")
+# One build of them all: calls from one module to another are C calls, not Python ones (the
+# engine measured 8-10 % faster in CPU time than with a build per module), and it compiles in
+# a third of the time. Its shared library is ``services/figures/native__mypyc``.
+GROUP = "services.figures.native"
+_SETUP = """
+import sys
+from setuptools import setup
+from mypyc.build import mypycify
+group, options, paths = sys.argv[1], sys.argv[2].split(), sys.argv[3:]
+sys.argv = [sys.argv[0], "build_ext", "--inplace"]
+setup(name="pacesetter-figures-native", ext_modules=mypycify(options + paths, group_name=group))
+"""
 PACKAGE = Path(__file__).resolve().parent
 NATIVE = PACKAGE / ".native"
 STAMP = NATIVE / "stamp.json"
@@ -67,23 +80,22 @@ def build() -> int:
         work = Path(tmp)
         shutil.copytree(PACKAGE.parent, work / "services",
                         ignore=shutil.ignore_patterns(".native", "__pycache__"))
-        built = []
-        for name in COMPILED:
-            result = subprocess.run(
-                # third-party stubs vary between installs (a Docker image, a venv): the
-                # engine's own types are what mypyc compiles
-                [sys.executable, "-m", "mypyc", "--ignore-missing-imports",
-                 f"services/figures/{name}.py"], cwd=work,
-                capture_output=True, text=True, check=False)
-            # the module and its code (``engine__mypyc``): mypyc puts both beside the source
-            found = [p for p in (work / "services" / "figures").glob(f"{name}*")
-                     if p.suffix in (".so", ".pyd")]
-            if result.returncode != 0 or not found:
-                log.warning("native engine: could not compile services/figures/%s.py with mypyc; "
-                            "running as pure Python (slower, same results):\n%s",
-                            name, (result.stdout + result.stderr)[-2000:])
-                return 0
-            built.extend(found)
+        # third-party stubs vary between installs (a Docker image, a venv): the engine's own
+        # types are what mypyc compiles
+        result = subprocess.run(
+            [sys.executable, "-c", _SETUP, GROUP, "--ignore-missing-imports",
+             *(f"services/figures/{name}.py" for name in COMPILED)], cwd=work,
+            capture_output=True, text=True, check=False)
+        # each module's entry and the group's code (``native__mypyc``), beside the sources
+        built = [p for p in (work / "services" / "figures").iterdir()
+                 if p.suffix in (".so", ".pyd")]
+        names = {p.name.split(".")[0] for p in built}
+        if result.returncode != 0 or not names >= {*COMPILED, GROUP.rsplit(".", 1)[1] + "__mypyc"}:
+            log.warning("native engine: could not compile %s with mypyc; "
+                        "running as pure Python (slower, same results):\n%s",
+                        ", ".join(f"services/figures/{n}.py" for n in COMPILED),
+                        (result.stdout + result.stderr)[-2000:])
+            return 0
         shutil.rmtree(NATIVE, ignore_errors=True)
         NATIVE.mkdir()
         for path in built:

@@ -82,7 +82,7 @@ def fingerprint(settings: Settings) -> str:
 def _engine_sources() -> str:
     """A digest of the engine's sources and of this module's."""
     digest = hashlib.sha256()
-    for name in (*_native.COMPILED, "config", "checkpoint"):
+    for name in dict.fromkeys((*_native.COMPILED, "config", "checkpoint")):
         digest.update((_native.PACKAGE / f"{name}.py").read_bytes())
     return digest.hexdigest()
 
