@@ -56,6 +56,8 @@ CONTRACT_METRICS = frozenset({
     "pacesetter_worker_event_loop_stall_seconds",
     "pacesetter_worker_ready",
     "pacesetter_worker_fetch_max_wait_ms",
+    "pacesetter_worker_checkpoints_total",
+    "pacesetter_worker_checkpoint_pause_seconds",
 })
 # Metrics a dashboard may use before the API exports them: their queries are checked for errors
 # only. None now: the forecast gauges come from the live state's staffing plan.
