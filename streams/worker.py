@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import logging
 import threading
 import time
@@ -64,6 +65,8 @@ REPLAY_SLICE_SECONDS = 0.02
 # A catch-up that has not reached its offset by then (a broker that stopped answering) gives
 # up and rebuilds the partition instead, rather than hold the partition forever.
 CATCH_UP_SECONDS = 60.0
+# How long a rebuild tries to fetch a checkpoint's newest message from the events topic
+ANCHOR_SECONDS = 5.0
 # Taking a checkpoint pauses the event loop (0.15-0.35 s per room-week of state, measured:
 # 1.2-2.9 s for a partition of a national week, 4-8 rooms): after one, the next partition's
 # waits at least this long, and long enough that checkpoints take at most
@@ -80,6 +83,11 @@ def wall_us() -> int:
 def _failure(future: asyncio.Future[Any]) -> BaseException | None:
     """What a finished send failed with, or None."""
     return asyncio.CancelledError() if future.cancelled() else future.exception()
+
+
+def message_digest(timestamp_ms: int, value: bytes) -> str:
+    """A message told apart from any other at its offset: its Kafka time and value's digest."""
+    return f"{timestamp_ms}:{hashlib.blake2b(value, digest_size=16).hexdigest()}"
 
 
 class PartitionState:
@@ -108,6 +116,12 @@ class PartitionState:
         # topics, and only a rebuild that replays what made them publishes them again, so no
         # checkpoint may say they are published
         self.sends_lost = False
+        # The newest message applied, as (offset, Kafka timestamp, value): a checkpoint names
+        # it (``message_digest``), and a rebuild restores the checkpoint only if the events
+        # topic still holds that message at that offset. After a restore and before any newer
+        # message, the checkpoint's own (offset, digest).
+        self.anchor: tuple[int, int, bytes] | None = None
+        self.anchor_restored: tuple[int, str] | None = None
 
     def rebuild_seconds(self) -> float:
         """How long the latest rebuild took, or has taken so far."""
@@ -388,6 +402,7 @@ class StreamWorker:
         committed = 0
         count = 0
         restored: int | None = None
+        newest: Any = None  # the newest message replayed
         restore_started = started
         restore_seconds = 0.0
         # What replaying the committed offsets produced: their dead letters were published
@@ -404,7 +419,7 @@ class StreamWorker:
             except Exception as exc:  # noqa: BLE001 - only decides which dead letters repeat
                 log.warning("partition %d: committed offset unknown (%s)", state.partition, exc)
             restore_started = time.monotonic()
-            restored = await self._restore(engine, state.partition)
+            restored = await self._restore(engine, state, consumer, tp)
             restore_seconds = time.monotonic() - restore_started
             if restored is None:
                 await consumer.seek_to_beginning(tp)
@@ -447,6 +462,7 @@ class StreamWorker:
                     self.checkpoints_refused += 1
                     engine = Engine(self.settings)
                     restored = state.restored_offset = None
+                    state.anchor_restored = None
                     published = None
                     await consumer.seek_to_beginning(tp)
                     continue
@@ -469,6 +485,7 @@ class StreamWorker:
                         engine.process(message.value or b"", when, message.key,
                                        self._source(tp.partition, message.offset))
                         last = message.offset
+                        newest = message
                         count += 1
                         state.newest_event_ms = max(state.newest_event_ms,
                                                     message.timestamp or 0)
@@ -492,6 +509,8 @@ class StreamWorker:
         finally:
             await consumer.stop()
         state.applied_upto = max(last + 1, position)
+        state.anchor = None if newest is None else (
+            newest.offset, newest.timestamp or 0, newest.value or b"")
         rebuilt = engine.flush()
         if published is None:  # every offset was committed
             published, rebuilt = rebuilt, Output(rebuilt.records)
@@ -533,12 +552,15 @@ class StreamWorker:
             f"{ended - restore_started:.3f} s after the read began",
         )
 
-    async def _restore(self, engine: Engine, partition: int) -> int | None:
+    async def _restore(self, engine: Engine, state: PartitionState,
+                       consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
         """Import the partition's checkpoint into ``engine``; its offset, or None (replay all).
 
-        No store, the store down, no checkpoint, or one of another format or settings: the
-        rebuild replays everything, as it always could.
+        No store, the store down, no checkpoint, one of another format or settings, or one the
+        events topic no longer bears out (``_anchored``): the rebuild replays everything, as
+        it always could. ``consumer`` (the rebuild's, assigned ``tp``) is left anywhere.
         """
+        partition = state.partition
         if not self.checkpointing:
             return None
         try:
@@ -550,7 +572,11 @@ class StreamWorker:
         if found is None:
             return None
         rooms = None
+        anchored = True
         if found.format_version == checkpoint.FORMAT_VERSION and \
+                found.fingerprint == self.fingerprint:
+            anchored = await self._anchored(consumer, tp, found)
+        if anchored and found.format_version == checkpoint.FORMAT_VERSION and \
                 found.fingerprint == self.fingerprint:
             # a fresh engine the event loop does not use: imported in a thread
             rooms = await asyncio.to_thread(checkpoint.import_engine, engine, found.state,
@@ -558,12 +584,34 @@ class StreamWorker:
         if rooms is None:
             self.checkpoints_refused += 1
             log.info("partition %d: checkpoint at offset %d refused (format %d, settings %s; "
-                     "this worker's: %d, %s); replaying it all", partition, found.next_offset,
-                     found.format_version, found.fingerprint, checkpoint.FORMAT_VERSION,
-                     self.fingerprint)
+                     "this worker's: %d, %s; %s); replaying it all", partition,
+                     found.next_offset, found.format_version, found.fingerprint,
+                     checkpoint.FORMAT_VERSION, self.fingerprint,
+                     "its newest message is in the events topic" if anchored else
+                     f"the events topic holds no such message at offset {found.anchor_offset}")
             return None
         self.checkpoints_restored += 1
+        state.anchor_restored = (found.anchor_offset, found.anchor_digest)
         return found.next_offset
+
+    async def _anchored(self, consumer: AIOKafkaConsumer, tp: TopicPartition,
+                        found: Checkpoint) -> bool:
+        """Whether the events topic holds the checkpoint's newest message, as it was.
+
+        Offsets alone do not say it is the same topic: one deleted and made again under the
+        same name (an embedded broker restarted, a cluster rebuilt, events published again)
+        may have grown past the checkpoint's offset with other messages, to which the state
+        would be silently wrong. A message trimmed by retention, or not fetched within
+        ``ANCHOR_SECONDS``, proves nothing either: a full replay is always exact.
+        """
+        consumer.seek(tp, found.anchor_offset)
+        deadline = time.monotonic() + ANCHOR_SECONDS
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(tp, timeout_ms=200, max_records=1)
+            for message in batches.get(tp, []):
+                return bool(message.offset == found.anchor_offset and message_digest(
+                    message.timestamp or 0, message.value or b"") == found.anchor_digest)
+        return False
 
     def _ensure_topics(self) -> None:
         settings = self.settings
@@ -616,6 +664,7 @@ class StreamWorker:
                 caught = await self._catch_up(state, offset)
         touched = self.engine.process(value, self.clock(), key, self._source(partition, offset))
         state.applied_upto = offset + 1
+        state.anchor = (offset, timestamp_ms, value)
         self.events_applied += 1
         state.newest_event_ms = max(state.newest_event_ms, timestamp_ms)
         for room in touched:
@@ -678,6 +727,7 @@ class StreamWorker:
                         message.value or b"", self.clock(), message.key,
                         self._source(state.partition, message.offset))
                     state.applied_upto = message.offset + 1
+                    state.anchor = (message.offset, message.timestamp or 0, message.value or b"")
                     self.events_applied += 1
                     state.newest_event_ms = max(state.newest_event_ms, message.timestamp or 0)
                     self.live_dirty |= touched
@@ -780,6 +830,10 @@ class StreamWorker:
         state = min(due, key=lambda s: s.checkpoint_due)
         if self.held_unacknowledged or self.engine.dead_letters_waiting(state.rooms):
             return
+        anchor = state.anchor
+        restored_anchor = state.anchor_restored
+        if anchor is None and restored_anchor is None:
+            return  # nothing applied that a rebuild could check the topic against
         if not state.checkpoint_due:  # the first since the rebuild: one period after it
             state.checkpoint_due = now + self.settings.checkpoint_seconds
             return
@@ -791,18 +845,26 @@ class StreamWorker:
             CHECKPOINT_SPACING_SECONDS,
             self.checkpoint_pause_seconds / self.settings.checkpoint_loop_share)
         self.checkpoint_writing.add(state.partition)
-        asyncio.ensure_future(self._save_checkpoint(state, snapshot, state.applied_upto))
+        asyncio.ensure_future(self._save_checkpoint(state, snapshot, state.applied_upto,
+                                                    anchor, restored_anchor))
 
     async def _save_checkpoint(self, state: PartitionState, snapshot: checkpoint.Snapshot,
-                               offset: int) -> None:
+                               offset: int, anchor: tuple[int, int, bytes] | None,
+                               restored_anchor: tuple[int, str] | None) -> None:
         """Encode and save a partition's checkpoint, away from the event loop."""
         started = time.monotonic()
         try:
+            if anchor is not None:
+                anchor_offset, digest = anchor[0], await asyncio.to_thread(
+                    message_digest, anchor[1], anchor[2])
+            else:
+                assert restored_anchor is not None  # (_checkpoint takes none without either)
+                anchor_offset, digest = restored_anchor
             blob = await asyncio.to_thread(checkpoint.encode, snapshot)
             await asyncio.to_thread(self.store.save_checkpoint, Checkpoint(
                 self.settings.topic_events, state.partition, offset,
                 format_time(datetime.now(UTC)), checkpoint.FORMAT_VERSION, self.fingerprint,
-                blob))
+                blob, anchor_offset, digest))
         except Exception as exc:  # noqa: BLE001 - the store down: the next one may succeed
             self.checkpoints_failed += 1
             log.warning("partition %d: checkpoint at offset %d not saved (%s)",

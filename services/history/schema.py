@@ -106,5 +106,9 @@ checkpoints = sa.Table(
     sa.Column("taken_at", sa.Text, nullable=False),
     sa.Column("format_version", sa.Integer, nullable=False),
     sa.Column("fingerprint", sa.Text, nullable=False),
+    # the newest message the state applied, by offset and digest: a rebuild checks the events
+    # topic still holds it there (not a topic made again under the same name)
+    sa.Column("anchor_offset", sa.BigInteger, nullable=False),
+    sa.Column("anchor_digest", sa.Text, nullable=False),
     sa.Column("state", sa.LargeBinary, nullable=False),
 )

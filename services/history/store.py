@@ -641,7 +641,8 @@ class HistoryStore:
         row = {"topic": checkpoint.topic, "partition": checkpoint.partition,
                "next_offset": checkpoint.next_offset, "taken_at": checkpoint.taken_at,
                "format_version": checkpoint.format_version,
-               "fingerprint": checkpoint.fingerprint, "state": checkpoint.state}
+               "fingerprint": checkpoint.fingerprint, "anchor_offset": checkpoint.anchor_offset,
+               "anchor_digest": checkpoint.anchor_digest, "state": checkpoint.state}
         self._upsert(schema.checkpoints, [row], ("topic", "partition"))
 
     def checkpoint(self, topic: str, partition: int) -> Checkpoint | None:
@@ -652,7 +653,8 @@ class HistoryStore:
         if row is None:
             return None
         return Checkpoint(row.topic, row.partition, row.next_offset, row.taken_at,
-                          row.format_version, row.fingerprint, bytes(row.state))
+                          row.format_version, row.fingerprint, bytes(row.state),
+                          row.anchor_offset, row.anchor_digest)
 
 
 @dataclass(frozen=True)
@@ -660,7 +662,9 @@ class Checkpoint:
     """The stream's room state of one events partition after every message below an offset.
 
     ``state`` is ``services.figures.checkpoint``'s encoding; a rebuild uses it only when
-    ``format_version`` and ``fingerprint`` are the worker's own.
+    ``format_version`` and ``fingerprint`` are the worker's own, and the events topic still
+    holds the message ``anchor_offset`` named (``anchor_digest``: its time and a digest of its
+    value, ``streams.worker.message_digest``), the newest one the state applied.
     """
 
     topic: str
@@ -670,6 +674,8 @@ class Checkpoint:
     format_version: int
     fingerprint: str
     state: bytes
+    anchor_offset: int
+    anchor_digest: str
 
 
 class LazyStore:

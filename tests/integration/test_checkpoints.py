@@ -114,3 +114,62 @@ def test_a_takeover_restores_the_checkpoints_and_stays_exact(bootstrap: str,
     finally:
         c.stop()
         store.close()
+
+
+def test_a_topic_made_again_under_the_same_name_is_not_taken_for_the_checkpointed_one(
+        tmp_path: Path) -> None:
+    """An embedded broker restarted (or a cluster rebuilt) has the same topic names, empty;
+    events published again can grow a partition past a checkpoint's offset with messages the
+    checkpoint never saw. Offsets alone would have the state continue from another stream."""
+    from services.kafka.broker import EmbeddedBroker, free_port
+    from tests.integration.harness import topic_env
+
+    def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+        ends: dict[int, int] = {}
+        for _key, _value, partition, offset in read_topic(bootstrap, topic):
+            ends[partition] = max(ends.get(partition, 0), offset + 1)
+        return ends
+
+    with EmbeddedBroker("127.0.0.1", free_port()) as first:
+        env = {**topic_env(first.bootstrap, tmp_path, partitions=2),
+               "PACESETTER_CHECKPOINT_SECONDS": "1", "PACESETTER_CHECKPOINT_LOOP_SHARE": "1"}
+        topic = env["PACESETTER_TOPIC_EVENTS"]
+        produce_lines(first.bootstrap, topic, hostile_day(seed=61, rooms=2, days=0.25),
+                      batch=20)
+        ends = end_offsets(first.bootstrap, topic)
+        a = start_worker(env, tmp_path, "a")
+        store = HistoryStore.open(env["PACESETTER_STORE_URL"])
+        try:
+            def checkpointed() -> bool:
+                assert a.proc.poll() is None, a.text()[-3000:]
+                saved = {p: store.checkpoint(topic, p) for p in ends}
+                return all(c is not None and c.next_offset >= ends[p] for p, c in saved.items())
+
+            wait_until(checkpointed, 120, interval=1.0, what="a checkpoint of every partition")
+        finally:
+            a.stop()
+    # the same names on a new broker, and other events, one a message: past every checkpoint
+    with EmbeddedBroker("127.0.0.1", free_port()) as second:
+        env = {**env, "PACESETTER_BOOTSTRAP_SERVERS": second.bootstrap}
+        lines = hostile_day(seed=62, rooms=2, days=0.25)
+        want = expected(lines)
+        produce_lines(second.bootstrap, topic, lines, batch=1)
+        now_ends = end_offsets(second.bootstrap, topic)
+        # the rooms' partitions grew past their checkpoints (a few broken lines, keyed by
+        # nothing, went to others: those end short of theirs, which a rebuild saw already)
+        saved = {p: store.checkpoint(topic, p) for p in ends}
+        rooms_partitions = {p for p, end in ends.items() if end > 50}
+        assert rooms_partitions and all(now_ends.get(p, 0) > saved[p].next_offset  # type: ignore[union-attr]
+                                        for p in rooms_partitions), (ends, now_ends)
+        b = start_worker(env, tmp_path, "b")
+        try:
+            wait_for_oracle(second.bootstrap, env, want, 150, [b])
+            # (/metrics shows a snapshot up to a second old: the records may be newer than it)
+            wait_until(lambda: b.metrics().get(
+                'pacesetter_worker_checkpoints_total{result="refused"}', 0) >= len(ends)
+                and restored_offsets(b, set(ends)) == dict.fromkeys(ends, -1), 10,
+                interval=0.5, what="/metrics to show the checkpoints refused")
+            assert b.metrics()['pacesetter_worker_checkpoints_total{result="restored"}'] == 0
+        finally:
+            b.stop()
+            store.close()

@@ -15,7 +15,7 @@ from services.contract.settings import Settings
 from services.figures.checkpoint import import_engine
 from services.figures.engine import Engine
 from services.history.store import Checkpoint
-from streams.worker import PartitionState, StreamWorker
+from streams.worker import PartitionState, StreamWorker, message_digest
 from tests.streams.test_worker_publish import FakeProducer
 
 
@@ -65,6 +65,10 @@ def test_a_checkpoint_is_the_state_after_acknowledged_flushes() -> None:
         await apply(worker, 1, offered(2))
         await flushes(worker, 3)
         assert store.saved and store.saved[-1].next_offset == 2
+        # it names the newest message applied, for a rebuild to find in the events topic
+        assert store.saved[-1].anchor_offset == 1
+        assert store.saved[-1].anchor_digest == message_digest(0, offered(2))
+        assert store.saved[-1].anchor_digest != message_digest(0, offered(1))
         engine = Engine(worker.settings)
         assert import_engine(engine, store.saved[-1].state, worker.fingerprint) == ["north"]
         assert engine.rooms["north"].events_total == {"call.offered": 2}

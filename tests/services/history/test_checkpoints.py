@@ -16,7 +16,9 @@ def store(store_url):
 
 
 def taken(partition: int, offset: int, state: bytes, fingerprint: str = "f1") -> Checkpoint:
-    return Checkpoint("events", partition, offset, "2026-12-03T16:00:00Z", 1, fingerprint, state)
+    # the newest message applied: the one before the offset, with its time and digest
+    return Checkpoint("events", partition, offset, "2026-12-03T16:00:00Z", 1, fingerprint, state,
+                      offset - 1, f"{1_764_777_600_000 + offset}:{offset:032x}")
 
 
 def test_a_partition_keeps_its_latest_checkpoint_whole(store) -> None:

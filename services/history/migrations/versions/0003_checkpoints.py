@@ -25,6 +25,8 @@ def upgrade() -> None:
         sa.Column("taken_at", sa.Text, nullable=False),
         sa.Column("format_version", sa.Integer, nullable=False),
         sa.Column("fingerprint", sa.Text, nullable=False),
+        sa.Column("anchor_offset", sa.BigInteger, nullable=False),
+        sa.Column("anchor_digest", sa.Text, nullable=False),
         sa.Column("state", sa.LargeBinary, nullable=False),
     )
 
