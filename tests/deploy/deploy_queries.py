@@ -58,6 +58,9 @@ CONTRACT_METRICS = frozenset({
     "pacesetter_worker_fetch_max_wait_ms",
     "pacesetter_worker_checkpoints_total",
     "pacesetter_worker_checkpoint_pause_seconds",
+    "pacesetter_worker_freshness_seconds_bucket",
+    # the API's own freshness stages (api/metrics.py)
+    "pacesetter_api_freshness_seconds_bucket",
 })
 # Metrics a dashboard may use before the API exports them: their queries are checked for errors
 # only. None now: the forecast gauges come from the live state's staffing plan.
