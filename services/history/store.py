@@ -130,10 +130,13 @@ def _record_row(record: Any, kind: str, keys: Sequence[str], now_text: str, *,
     """
     if not isinstance(record, dict):
         raise StoreError(f"{kind} record must be a JSON object, got {type(record).__name__}")
+    row: dict[str, Any] = {}
     for name in (*keys, "interval_start"):
-        if not isinstance(record.get(name), str) or not record[name]:
+        value = record.get(name)
+        if not value or not isinstance(value, str):
             raise StoreError(f"{name}: required text is missing in {kind} record")
-    start_value = record["interval_start"]
+        row[name] = value
+    start_value = row["interval_start"]
     end_value = record.get("interval_end")
     bounds = _interval_bounds_cached if isinstance(end_value, str | None) else _interval_bounds
     start, end = bounds(start_value, end_value)
@@ -144,22 +147,23 @@ def _record_row(record: Any, kind: str, keys: Sequence[str], now_text: str, *,
         stored = dict(record)
         stored["interval_start"], stored["interval_end"] = start, end
         stored["final"] = final = bool(final)
-    row = {name: record[name] for name in keys}
-    row.update(interval_start=start, final=int(final), record_json=_record_json(stored),
-               updated_at=now_text)
+    row["interval_start"] = start
+    row["final"] = 1 if final else 0
+    row["record_json"] = _record_json(stored)
+    row["updated_at"] = now_text
     if end_column:
         row["interval_end"] = end
     return row
 
 
+_INTERVAL_NUMBERS = (("offered", int), ("answered", int), ("abandoned", int),
+                     ("aht_seconds", float), ("asa_seconds", float), ("queue_seconds", float))
+
+
 def _interval_row(record: Any, now_text: str) -> dict[str, Any]:
     row = _record_row(record, "an interval", ("room", "line"), now_text, end_column=True)
-    row.update(
-        offered=_number(record, "offered", int), answered=_number(record, "answered", int),
-        abandoned=_number(record, "abandoned", int), aht_seconds=_number(record, "aht_seconds"),
-        asa_seconds=_number(record, "asa_seconds"),
-        queue_seconds=_number(record, "queue_seconds"),
-    )
+    for name, kind in _INTERVAL_NUMBERS:
+        row[name] = _number(record, name, kind)
     return row
 
 
