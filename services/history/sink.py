@@ -31,6 +31,8 @@ MEMORY_ITEMS = 50_000  # records held in memory before the rest go to disk
 DISK_BYTES = 1 << 30  # spool files at most this big in total; past it, records are dropped
 CHUNK = 500  # records per store call
 RETRY_SECONDS = (0.5, 10.0)  # first and longest wait between attempts while the store is down
+# what a malformed record raises (an alert transition without its room fails in episode_of)
+BAD_RECORD = (StoreError, KeyError, TypeError, ValueError, AttributeError)
 
 
 def episode_of(alert: dict[str, Any]) -> dict[str, Any]:
@@ -286,13 +288,13 @@ class HistorySink:
                     self._write_kind(kind, records)
                 except StoreUnavailable:
                     raise
-                except StoreError:
+                except BAD_RECORD:
                     for record in records:  # find the bad one(s): keep the others
                         try:
                             self._write_kind(kind, [record])
                         except StoreUnavailable:
                             raise
-                        except (StoreError, KeyError, TypeError) as exc:
+                        except BAD_RECORD as exc:
                             self.skipped += 1
                             log.warning("history sink: skipped a %s record: %s", kind, exc)
             self.written += len(chunk)
