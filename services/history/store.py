@@ -167,6 +167,23 @@ def _interval_row(record: Any, now_text: str) -> dict[str, Any]:
     return row
 
 
+def _attendance_row(record: Any, now_text: str) -> dict[str, Any]:
+    return _record_row(record, "an attendance", ("room", "grade"), now_text)
+
+
+def _handlers_row(record: Any, now_text: str) -> dict[str, Any]:
+    return _record_row(record, "a handler", ("room",), now_text)
+
+
+# the per-interval record kinds: table, keys and row of a record
+_RECORD_KINDS: dict[str, tuple[sa.Table, tuple[str, ...],
+                               Callable[[Any, str], dict[str, Any]]]] = {
+    "interval": (schema.intervals, ("room", "line", "interval_start"), _interval_row),
+    "attendance": (schema.attendance, ("room", "grade", "interval_start"), _attendance_row),
+    "handlers": (schema.handlers, ("room", "interval_start"), _handlers_row),
+}
+
+
 def _plan_row(row: dict[str, Any]) -> dict[str, Any]:
     for name in ("room", "line", "interval_start"):
         if not isinstance(row.get(name), str) or not row[name]:
@@ -277,6 +294,11 @@ class _Upsert:
             conn.exec_driver_sql(self.sql, rows)  # type: ignore[arg-type]
         else:
             conn.exec_driver_sql(self.sql, list(map(self.parameters, rows)))
+
+
+def _execute_all(work: list[tuple[_Upsert, list[dict[str, Any]]]], conn: sa.Connection) -> None:
+    for upsert, rows in work:
+        upsert.execute(rows, conn)
 
 
 def _named_values(processors: tuple[tuple[str, Callable[[Any], Any]], ...],
@@ -554,7 +576,7 @@ class HistoryStore:
         """
         now_text = self._now_text()
         table = schema.attendance
-        rows = (_record_row(r, "an attendance", ("room", "grade"), now_text) for r in records)
+        rows = (_attendance_row(r, now_text) for r in records)
         return self._upsert(table, rows, ("room", "grade", "interval_start"),
                             self._final_guard(table))
 
@@ -579,8 +601,41 @@ class HistoryStore:
         """
         now_text = self._now_text()
         table = schema.handlers
-        rows = (_record_row(r, "a handler", ("room",), now_text) for r in records)
+        rows = (_handlers_row(r, now_text) for r in records)
         return self._upsert(table, rows, ("room", "interval_start"), self._final_guard(table))
+
+    def upsert_records(self, records: dict[str, list[dict[str, Any]]]) -> int:
+        """Insert or replace records of several kinds in one transaction.
+
+        What the history sink writes as it comes: a transaction (a pooled connection checked
+        out and pinged, a commit) cost it as much as the rows of all kinds it carries, so one
+        serves every kind. The rows, and the final guard, are those of
+        :meth:`upsert_intervals`, :meth:`upsert_attendance` and :meth:`upsert_handlers`; a
+        bad record refuses the whole call, before anything is written.
+
+        Args:
+            records: the records of each kind, ``interval``, ``attendance`` or ``handlers``
+                (a bounded number: they are written as one transaction).
+
+        Returns:
+            How many records were written.
+
+        Raises:
+            StoreError: an unknown kind, or a record lacking its keys or with a bad time.
+        """
+        now_text = self._now_text()
+        work = []
+        for kind, kind_records in records.items():
+            if kind not in _RECORD_KINDS:
+                raise StoreError(f"unknown record kind {kind!r}: expected one of "
+                                 f"{', '.join(_RECORD_KINDS)}")
+            table, keys, row_of = _RECORD_KINDS[kind]
+            rows = _latest_per_key([row_of(r, now_text) for r in kind_records], keys)
+            if rows:
+                guard = self._final_guard(table)
+                work.append((self._prepared(table, tuple(rows[0]), keys, guard, ()), rows))
+        self._write(functools.partial(_execute_all, work))
+        return sum(len(rows) for _, rows in work)
 
     def record_texts(self, kind: str, room: str, start: datetime | str | None = None,
                      end: datetime | str | None = None, *,
