@@ -278,12 +278,12 @@ class HistorySink:
                 self.cond.notify_all()
 
     def _write(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
-        """Write a chunk's records in one transaction (alerts in one more).
+        """Write each chunk's records in one transaction (its alert episodes in one more).
 
-        A transaction costs the writer about as much CPU as the rows it carries (a pooled
-        connection checked out and pinged, a commit): one per chunk, not one per kind. A
-        chunk the store refuses is written kind by kind, then record by record, skipping the
-        bad one(s).
+        A transaction has a fixed cost to the writer (a pooled connection checked out and
+        pinged, BEGIN, commit: about ten rows' worth of CPU), so one serves every kind of a
+        chunk. A chunk the store refuses is written kind by kind, then record by record,
+        skipping the bad one(s).
         """
         for start in range(0, len(batch), CHUNK):
             chunk = batch[start:start + CHUNK]
@@ -291,18 +291,16 @@ class HistorySink:
             for kind, record in chunk:
                 by_kind.setdefault(kind, []).append(record)
             alerts = by_kind.pop("alert", None)
-            try:
-                if by_kind:
+            if by_kind:
+                try:
                     self.store.upsert_records(by_kind)
-                if alerts:
-                    self._write_kind("alert", alerts)
-            except StoreUnavailable:
-                raise
-            except BAD_RECORD:
-                if alerts:
-                    by_kind["alert"] = alerts
-                for kind, records in by_kind.items():
-                    self._write_isolating(kind, records)
+                except StoreUnavailable:
+                    raise
+                except BAD_RECORD:
+                    for kind, records in by_kind.items():
+                        self._write_isolating(kind, records)
+            if alerts:
+                self._write_isolating("alert", alerts)
             self.written += len(chunk)
 
     def _write_isolating(self, kind: str, records: list[dict[str, Any]]) -> None:

@@ -607,9 +607,9 @@ class HistoryStore:
     def upsert_records(self, records: dict[str, list[dict[str, Any]]]) -> int:
         """Insert or replace records of several kinds in one transaction.
 
-        What the history sink writes as it comes: a transaction (a pooled connection checked
-        out and pinged, a commit) cost it as much as the rows of all kinds it carries, so one
-        serves every kind. The rows, and the final guard, are those of
+        What the history sink writes as it comes: a transaction has a fixed cost (a pooled
+        connection checked out and pinged, BEGIN, commit), so one serves every kind. The
+        rows, and the final guard, are those of
         :meth:`upsert_intervals`, :meth:`upsert_attendance` and :meth:`upsert_handlers`; a
         bad record refuses the whole call, before anything is written.
 
