@@ -10,6 +10,7 @@ import contextlib
 import functools
 import json
 import logging
+import operator
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -83,8 +84,8 @@ def interval_floor(at: datetime) -> datetime:
 
 def _number(record: dict[str, Any], name: str, kind: type = float) -> Any:
     value = record.get(name)
-    if value is None:
-        return None
+    if value is None or type(value) is kind:  # as a rule it is: no conversion to make
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise StoreError(f"{name}: must be a number or null, got {value!r}")
     return kind(value)
@@ -121,34 +122,66 @@ def _record_json(record: dict[str, Any]) -> str:
         return _json(record)
 
 
-def _record_row(record: Any, kind: str, keys: Sequence[str], now_text: str) -> dict[str, Any]:
-    """The common columns of a per-interval record: its keys, start, final flag and JSON."""
+def _record_row(record: Any, kind: str, keys: Sequence[str], now_text: str, *,
+                end_column: bool = False) -> dict[str, Any]:
+    """The common columns of a per-interval record: its keys, start, final flag and JSON.
+
+    ``end_column`` adds ``interval_end`` (the intervals table has that column).
+    """
     if not isinstance(record, dict):
         raise StoreError(f"{kind} record must be a JSON object, got {type(record).__name__}")
+    row: dict[str, Any] = {}
     for name in (*keys, "interval_start"):
-        if not isinstance(record.get(name), str) or not record[name]:
+        value = record.get(name)
+        if not value or not isinstance(value, str):
             raise StoreError(f"{name}: required text is missing in {kind} record")
+        row[name] = value
+    start_value = row["interval_start"]
     end_value = record.get("interval_end")
     bounds = _interval_bounds_cached if isinstance(end_value, str | None) else _interval_bounds
-    stored = dict(record)
-    stored["interval_start"], stored["interval_end"] = bounds(record["interval_start"], end_value)
-    stored["final"] = bool(record.get("final", False))
-    row = {name: stored[name] for name in keys}
-    row.update(interval_start=stored["interval_start"], final=int(stored["final"]),
-               record_json=_record_json(stored), updated_at=now_text)
+    start, end = bounds(start_value, end_value)
+    final = record.get("final")
+    if start == start_value and end == end_value and (final is True or final is False):
+        stored = record  # already in its stored form (the stream's records are): no copy
+    else:
+        stored = dict(record)
+        stored["interval_start"], stored["interval_end"] = start, end
+        stored["final"] = final = bool(final)
+    row["interval_start"] = start
+    row["final"] = 1 if final else 0
+    row["record_json"] = _record_json(stored)
+    row["updated_at"] = now_text
+    if end_column:
+        row["interval_end"] = end
     return row
+
+
+_INTERVAL_NUMBERS = (("offered", int), ("answered", int), ("abandoned", int),
+                     ("aht_seconds", float), ("asa_seconds", float), ("queue_seconds", float))
 
 
 def _interval_row(record: Any, now_text: str) -> dict[str, Any]:
-    row = _record_row(record, "an interval", ("room", "line"), now_text)
-    row.update(
-        interval_end=json.loads(row["record_json"])["interval_end"],
-        offered=_number(record, "offered", int), answered=_number(record, "answered", int),
-        abandoned=_number(record, "abandoned", int), aht_seconds=_number(record, "aht_seconds"),
-        asa_seconds=_number(record, "asa_seconds"),
-        queue_seconds=_number(record, "queue_seconds"),
-    )
+    row = _record_row(record, "an interval", ("room", "line"), now_text, end_column=True)
+    for name, kind in _INTERVAL_NUMBERS:
+        row[name] = _number(record, name, kind)
     return row
+
+
+def _attendance_row(record: Any, now_text: str) -> dict[str, Any]:
+    return _record_row(record, "an attendance", ("room", "grade"), now_text)
+
+
+def _handlers_row(record: Any, now_text: str) -> dict[str, Any]:
+    return _record_row(record, "a handler", ("room",), now_text)
+
+
+# the per-interval record kinds: table, keys and row of a record
+_RECORD_KINDS: dict[str, tuple[sa.Table, tuple[str, ...],
+                               Callable[[Any, str], dict[str, Any]]]] = {
+    "interval": (schema.intervals, ("room", "line", "interval_start"), _interval_row),
+    "attendance": (schema.attendance, ("room", "grade", "interval_start"), _attendance_row),
+    "handlers": (schema.handlers, ("room", "interval_start"), _handlers_row),
+}
 
 
 def _plan_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -208,17 +241,81 @@ def _latest_per_key(rows: Iterable[dict[str, Any]], keys: Sequence[str],
 
     PostgreSQL refuses an upsert that touches a row twice in one statement.
     """
-    latest: dict[tuple[Any, ...], dict[str, Any]] = {}
+    latest: dict[Any, dict[str, Any]] = {}
+    key_of = operator.itemgetter(*keys)
     for row in rows:
-        key = tuple(row[k] for k in keys)
+        key = key_of(row)
         kept = latest.get(key)
         if kept is None or final_column is None or row[final_column] >= kept[final_column]:
             latest[key] = row
     return list(latest.values())
 
 
-def _execute(stmt: Any, rows: list[dict[str, Any]], conn: sa.Connection) -> None:
-    conn.execute(stmt, rows)
+@dataclass(frozen=True)
+class _Upsert:
+    """An upsert statement built and compiled once for a table and a set of columns.
+
+    Building and compiling an ``INSERT … ON CONFLICT`` per batch, and letting SQLAlchemy
+    process every row's parameters, cost the history sink more CPU than the database's own
+    work (a thread of the stream worker: it holds the GIL while it runs). The compiled SQL
+    runs through the driver's ``executemany`` with the rows' values as they are, the
+    columns' bind processors (SQLite's float, a JSON column) applied; a statement whose
+    parameters are not plainly its column names runs the SQLAlchemy way.
+    """
+
+    stmt: Any
+    sql: str | None  # None: execute ``stmt`` through SQLAlchemy
+    parameters: Callable[[dict[str, Any]], Any] | None  # a row's DBAPI parameters
+
+    @classmethod
+    def compile(cls, stmt: Any, columns: Sequence[str], dialect: sa.Dialect) -> _Upsert:
+        compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
+        processors = dict(compiled._bind_processors)
+        positional = compiled.positiontup
+        names = list(positional) if positional is not None else list(
+            compiled.bind_names.values())
+        if sorted(names) != sorted(columns) or len(names) < 2 or compiled.escaped_bind_names:
+            return cls(stmt, None, None)
+        parameters: Callable[[dict[str, Any]], Any] | None
+        if positional is None:
+            parameters = None if not processors else functools.partial(
+                _named_values, tuple(processors.items()))
+        else:
+            get = operator.itemgetter(*names)
+            converted = tuple((i, processors[n]) for i, n in enumerate(names) if n in processors)
+            parameters = get if not converted else functools.partial(
+                _positional_values, get, converted)
+        return cls(stmt, compiled.string, parameters)
+
+    def execute(self, rows: list[dict[str, Any]], conn: sa.Connection) -> None:
+        if self.sql is None:
+            conn.execute(self.stmt, rows)
+        elif self.parameters is None:
+            conn.exec_driver_sql(self.sql, rows)  # type: ignore[arg-type]
+        else:
+            conn.exec_driver_sql(self.sql, list(map(self.parameters, rows)))
+
+
+def _execute_all(work: list[tuple[_Upsert, list[dict[str, Any]]]], conn: sa.Connection) -> None:
+    for upsert, rows in work:
+        upsert.execute(rows, conn)
+
+
+def _named_values(processors: tuple[tuple[str, Callable[[Any], Any]], ...],
+                  row: dict[str, Any]) -> dict[str, Any]:
+    values = dict(row)
+    for name, process in processors:
+        values[name] = process(values[name])
+    return values
+
+
+def _positional_values(get: Callable[[dict[str, Any]], tuple[Any, ...]],
+                       processors: tuple[tuple[int, Callable[[Any], Any]], ...],
+                       row: dict[str, Any]) -> tuple[Any, ...]:
+    values = list(get(row))
+    for i, process in processors:
+        values[i] = process(values[i])
+    return tuple(values)
 
 
 def _batches(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -259,6 +356,7 @@ class HistoryStore:
         # ``sqlite:///:memory:`` is one connection shared by every thread: serialise its use
         memory = self.dialect == "sqlite" and engine.url.database in (None, "", ":memory:")
         self._serial: Any = threading.RLock() if memory else contextlib.nullcontext()
+        self._upserts: dict[tuple[Any, ...], _Upsert] = {}
         if self.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -344,14 +442,29 @@ class HistoryStore:
         written = 0
         for batch in _batches(rows, _BATCH_ROWS):
             batch = _latest_per_key(batch, keys, "final" if "final" in batch[0] else None)
+            upsert = self._prepared(table, tuple(batch[0]), keys, guard, keep)
+            self._write(functools.partial(upsert.execute, batch))
+            written += len(batch)
+        return written
+
+    def _prepared(self, table: sa.Table, columns: tuple[str, ...], keys: Sequence[str],
+                  guard: Callable[[Any], sa.ColumnElement[bool]] | None,
+                  keep: Sequence[str]) -> _Upsert:
+        """The upsert of ``columns`` into ``table``, compiled on first use.
+
+        A table is always upserted with the same guard (or none), so the guard's presence is
+        all the key needs of it.
+        """
+        key = (table.name, columns, tuple(keys), tuple(keep), guard is not None)
+        upsert = self._upserts.get(key)
+        if upsert is None:
             stmt = self._insert(table)
-            updates = {c: stmt.excluded[c] for c in batch[0] if c not in keys and c not in keep}
+            updates = {c: stmt.excluded[c] for c in columns if c not in keys and c not in keep}
             stmt = stmt.on_conflict_do_update(
                 index_elements=list(keys), set_=updates,
                 where=guard(stmt) if guard is not None else None)
-            self._write(functools.partial(_execute, stmt, batch))
-            written += len(batch)
-        return written
+            upsert = self._upserts[key] = _Upsert.compile(stmt, columns, self.engine.dialect)
+        return upsert
 
     def _records(self, table: sa.Table, where: Sequence[sa.ColumnElement[bool]],
                  order: Sequence[sa.ColumnElement[Any]]) -> list[dict[str, Any]]:
@@ -463,7 +576,7 @@ class HistoryStore:
         """
         now_text = self._now_text()
         table = schema.attendance
-        rows = (_record_row(r, "an attendance", ("room", "grade"), now_text) for r in records)
+        rows = (_attendance_row(r, now_text) for r in records)
         return self._upsert(table, rows, ("room", "grade", "interval_start"),
                             self._final_guard(table))
 
@@ -488,8 +601,41 @@ class HistoryStore:
         """
         now_text = self._now_text()
         table = schema.handlers
-        rows = (_record_row(r, "a handler", ("room",), now_text) for r in records)
+        rows = (_handlers_row(r, now_text) for r in records)
         return self._upsert(table, rows, ("room", "interval_start"), self._final_guard(table))
+
+    def upsert_records(self, records: dict[str, list[dict[str, Any]]]) -> int:
+        """Insert or replace records of several kinds in one transaction.
+
+        What the history sink writes as it comes: a transaction has a fixed cost (a pooled
+        connection checked out and pinged, BEGIN, commit), so one serves every kind. The
+        rows, and the final guard, are those of
+        :meth:`upsert_intervals`, :meth:`upsert_attendance` and :meth:`upsert_handlers`; a
+        bad record refuses the whole call, before anything is written.
+
+        Args:
+            records: the records of each kind, ``interval``, ``attendance`` or ``handlers``
+                (a bounded number: they are written as one transaction).
+
+        Returns:
+            How many records were written.
+
+        Raises:
+            StoreError: an unknown kind, or a record lacking its keys or with a bad time.
+        """
+        now_text = self._now_text()
+        work = []
+        for kind, kind_records in records.items():
+            if kind not in _RECORD_KINDS:
+                raise StoreError(f"unknown record kind {kind!r}: expected one of "
+                                 f"{', '.join(_RECORD_KINDS)}")
+            table, keys, row_of = _RECORD_KINDS[kind]
+            rows = _latest_per_key([row_of(r, now_text) for r in kind_records], keys)
+            if rows:
+                guard = self._final_guard(table)
+                work.append((self._prepared(table, tuple(rows[0]), keys, guard, ()), rows))
+        self._write(functools.partial(_execute_all, work))
+        return sum(len(rows) for _, rows in work)
 
     def record_texts(self, kind: str, room: str, start: datetime | str | None = None,
                      end: datetime | str | None = None, *,

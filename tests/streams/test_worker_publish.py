@@ -226,9 +226,9 @@ async def test_final_records_reach_the_store_in_order_off_the_event_loop(tmp_pat
     class Recording(HistoryStore):
         threads: set[str] = set()
 
-        def upsert_intervals(self, records):  # type: ignore[no-untyped-def]
+        def upsert_records(self, records):  # type: ignore[no-untyped-def]
             self.threads.add(threading.current_thread().name)
-            return super().upsert_intervals(records)
+            return super().upsert_records(records)
 
     outputs = [Output([interval("north", hour, True, hour), interval("south", hour, False, 0),
                        ("attendance", f"north|grade:immediate|{hour}", {

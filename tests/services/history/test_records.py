@@ -125,3 +125,45 @@ def test_acknowledging_an_unknown_episode_finds_nothing(store):
                                    "x", "", at) is None
     assert store.acknowledge_alert("south", "north:long_wait:999", "2026-11-21T22:18:00Z",
                                    "x", "", at) is None
+
+
+def interval(start: str, offered: int, final: bool = True) -> dict[str, object]:
+    return {"room": "north", "line": "999", "interval_start": start,
+            "interval_end": start.replace(":00:00Z", ":15:00Z"), "final": final,
+            "offered": offered, "answered": offered, "abandoned": 0, "aht_seconds": 210.0}
+
+
+def test_records_of_every_kind_are_written_together_as_the_one_kind_calls_write(store):
+    start = "2026-11-21T22:00:00Z"
+    written = store.upsert_records({
+        "interval": [interval(start, 4, final=False), interval(start, 6)],
+        "attendance": [attendance(start, created=5), attendance(start, "priority")],
+        "handlers": [handlers(start, 4000.0)],
+    })
+    assert written == 4  # the interval's two versions are one row
+    store.upsert_records({"interval": [interval(start, 2, final=False)],  # a stale replay
+                          "attendance": [attendance(start, created=9, final=False)],
+                          "handlers": [handlers(start, 4500.0)]})
+    assert [r["offered"] for r in store.intervals("north")] == [6]
+    assert [(r["grade"], r["created"]) for r in store.attendance("north")] == [
+        ("immediate", 5), ("priority", 3)]
+    assert [r["seconds"]["on_call"] for r in store.handlers("north")] == [4500.0]
+    # the same records through the one-kind calls are stored the same, to the byte
+    texts = {kind: store.record_texts(kind, "north")
+             for kind in ("interval", "attendance", "handlers")}
+    store.upsert_intervals([interval(start, 6)])
+    store.upsert_attendance([attendance(start, created=5), attendance(start, "priority")])
+    store.upsert_handlers([handlers(start, 4500.0)])
+    assert texts == {kind: store.record_texts(kind, "north") for kind in texts}
+
+
+@pytest.mark.parametrize(("records", "needle"), [
+    ({"interval": [interval("2026-11-21T22:00:00Z", 1)], "plans": [{"room": "north"}]},
+     "plans"),
+    ({"interval": [interval("2026-11-21T22:00:00Z", 1)],
+      "attendance": [attendance("2026-11-21T22:00:00Z") | {"grade": None}]}, "grade"),
+])
+def test_a_bad_record_or_kind_refuses_the_whole_call_writing_nothing(store, records, needle):
+    with pytest.raises(StoreError, match=needle):
+        store.upsert_records(records)
+    assert store.intervals("north") == []

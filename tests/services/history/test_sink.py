@@ -49,6 +49,22 @@ def test_every_kind_reaches_the_store(store_url, tmp_path):
         assert sink.skipped == 1
 
 
+def test_a_malformed_alert_is_skipped_and_the_records_after_it_written(tmp_path):
+    with HistoryStore.open(f"sqlite:///{tmp_path / 'history.db'}") as store:
+        sink = HistorySink(store, tmp_path / "spool")
+        _, broken = alert("firing")
+        del broken["room"]
+        sink.put([("alert", broken), interval(1)])
+        assert sink.drain(30)
+        sink.put([interval(2), alert("firing")])
+        assert sink.drain(30)
+        sink.close()
+        assert [r["offered"] for r in store.intervals("north")] == [1, 2]
+        assert len(store.alert_history("north", "2026-11-01T00:00:00Z",
+                                       "2026-11-02T00:00:00Z")) == 1
+        assert sink.skipped == 1
+
+
 def test_records_wait_in_memory_and_on_disk_while_postgresql_is_down(postgres, tmp_path):
     postgres.reset()
     store = HistoryStore.open(postgres.url, upgrade=True)

@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 
 from services.history.store import HistoryStore, StoreError
@@ -107,6 +108,43 @@ def test_malformed_records_are_refused_with_the_field_named(store, bad, needle):
 def test_queries_refuse_naive_datetimes(store):
     with pytest.raises(StoreError, match="naive"):
         store.intervals("north", start=datetime(2026, 11, 21))  # noqa: DTZ001
+
+
+def test_a_stream_record_is_kept_byte_for_byte_and_an_incomplete_one_completed(store):
+    stream = record("2026-11-21T22:00:00Z", 4, definitions_version=1, answer_bands={"a": 1})
+    bare = {"room": "north", "line": "101", "interval_start": "2026-11-21T23:00:00+01:00",
+            "offered": 3}
+    sent = (dict(stream), dict(bare))
+    store.upsert_intervals([stream, bare])
+    assert (stream, bare) == sent  # the caller's records are left as they were
+    texts = store.record_texts("interval", "north")
+    assert texts[1] == orjson.dumps(stream).decode()
+    completed = orjson.loads(texts[0])
+    assert list(completed) == ["room", "line", "interval_start", "offered", "interval_end",
+                               "final"]
+    assert completed["interval_start"] == "2026-11-21T22:00:00Z"
+    assert completed["interval_end"] == "2026-11-21T22:15:00Z" and completed["final"] is False
+    assert store.intervals("north", line="101", final_only=True) == []
+
+
+def test_numbers_are_stored_in_their_column_types(store):
+    store.upsert_intervals([record("2026-11-21T22:00:00Z", 5, aht_seconds=200, asa_seconds=1,
+                                   answered=4.0, queue_seconds=None)])
+    [row] = store.interval_series("north", "999")
+    assert row == ("2026-11-21T22:00:00Z", 5, 4, 0, 200.0, 1.0, None)
+    assert [type(v) for v in row[1:6]] == [int, int, int, float, float]
+
+
+def test_a_large_batch_keeps_each_keys_latest_version_and_never_unfinalises(store):
+    starts = [f"2026-11-{day:02d}T{hour:02d}:{minute:02d}:00Z" for day in (20, 21)
+              for hour in range(24) for minute in (0, 15, 30, 45)]  # 192 intervals
+    batch = [record(s, 1, final=False, line=line) for s in starts for line in ("101", "999")]
+    batch += [record(s, 2, final=True, line="999") for s in starts]
+    batch += [record(s, 3, final=False, line=line) for s in starts for line in ("101", "999")]
+    store.upsert_intervals(batch)  # 960 records: written as two transactions
+    assert {r["offered"] for r in store.intervals("north", line="101")} == {3}
+    kept = store.intervals("north", line="999")
+    assert len(kept) == 192 and {(r["offered"], r["final"]) for r in kept} == {(2, True)}
 
 
 def test_current_plan_is_the_row_of_the_interval_containing_the_instant(store):
