@@ -94,6 +94,11 @@ class Room:
     def __init__(self, name: str, config: Config):
         self.name = name
         self.config = config
+        # the clocks' settings, read at every event: a field each (``Config`` is not compiled)
+        self.grace_us = config.grace_us
+        self.horizon_us = config.attendance_horizon_us
+        self.live_lag_us = config.live_lag_us
+        self.seen_generation_us = config.seen_generation_us
         self.seq = 0
         # Event ids in two generations, rotated as the watermark passes
         # ``config.seen_generation_us``: ids are remembered for at least that long, never more
@@ -145,8 +150,7 @@ class Room:
         if self.watermark_us is None:
             return
         now = self.now_us
-        config = self.config
-        closed = now - config.grace_us
+        closed = now - self.grace_us
         if closed > self.closed_us:
             # Intervals start on quarter hours, so what is final, and which waiting children
             # expire, changes only when ``closed`` passes a quarter hour: only then is there
@@ -157,7 +161,7 @@ class Room:
                 self.expire_due = True
                 self._finalize_calls()
                 self.handlers.finalize(closed, self.out.records)
-        inc_closed = now - config.attendance_horizon_us
+        inc_closed = now - self.horizon_us
         if inc_closed > self.inc_closed_us:
             crossed = inc_closed - inc_closed % INTERVAL_US > self.inc_closed_us
             self.inc_closed_us = inc_closed
@@ -187,11 +191,11 @@ class Room:
         watermark = self.watermark_us
         if watermark is None or at_us > watermark:
             self.watermark_us = at_us
-            self.live = wall_us - at_us <= self.config.live_lag_us
+            self.live = wall_us - at_us <= self.live_lag_us
             self.lag_us = wall_us - at_us
             if self.seen_rotated_us is None:
                 self.seen_rotated_us = at_us
-            elif at_us - self.seen_rotated_us >= self.config.seen_generation_us:
+            elif at_us - self.seen_rotated_us >= self.seen_generation_us:
                 self.seen_before, self.seen = self.seen, set()
                 self.seen.add(event_id)
                 self.seen_rotated_us = at_us
@@ -244,7 +248,7 @@ class Room:
 
     def _offered(self, event: Event, seq: int, source: Any) -> None:
         call_id = event.call
-        assert call_id is not None and event.line is not None
+        assert call_id is not None
         start = interval_start(event.at_us)
         if self.is_final(start):
             self._too_late(event, start, source)
