@@ -538,6 +538,8 @@ def decode_fast(value: bytes, key_room: str | None, now_us: int,
     minutes: dict[str, int] = contract._MINUTES
     tails: dict[str, int] = contract._TAILS
     previous: str | None = None  # events of a batch often share their time
+    minute = ""  # ... and more often their minute: its "YYYY-MM-DDTHH:MM" and epoch µs
+    minute_us = 0
     at_us = 0
     for event in events:
         if event.room != room:
@@ -546,17 +548,23 @@ def decode_fast(value: bytes, key_room: str | None, now_us: int,
             return None
         text = event.at_text
         if text != previous:
-            base = minutes.get(text[:16])
+            base: int | None = minute_us
+            if not (minute and text.startswith(minute)):
+                base = minutes.get(text[:16])
+                if base is not None:
+                    minute, minute_us = text[:16], base
             offset: int | None = None
             if base is not None:
-                tail = text[16:]
-                offset = tails.get(tail)
-                if offset is None:  # a new second or fraction of a known minute
-                    offset = contract._tail_us(tail)
-                    if offset is not None:
-                        if len(tails) >= 200_000:
-                            tails.clear()
-                        tails[tail] = offset
+                offset = _plain_tail_us(text)
+                if offset is None:
+                    tail = text[16:]
+                    offset = tails.get(tail)
+                    if offset is None:  # a new second or fraction of a known minute
+                        offset = contract._tail_us(tail)
+                        if offset is not None:
+                            if len(tails) >= 200_000:
+                                tails.clear()
+                            tails[tail] = offset
             if base is not None and offset is not None:
                 at_us = base + offset
             else:
@@ -569,6 +577,29 @@ def decode_fast(value: bytes, key_room: str | None, now_us: int,
             previous = text
         event.at_us = at_us
     return events
+
+
+def _plain_tail_us(text: str) -> int | None:
+    """µs into the minute of an ``at`` ending ``:SSZ`` or ``:SS.fffZ`` (ASCII digits), else None.
+
+    What ``contract._tail_us`` gives the rest of such a text (the common forms), read digit by
+    digit: no slice, no look-up. None sends any other form there.
+    """
+    size = len(text)
+    if (size != 20 and size != 24) or text[16] != ":" or text[size - 1] != "Z":
+        return None
+    tens, units = ord(text[17]) - 48, ord(text[18]) - 48
+    if not (0 <= tens <= 5 and 0 <= units <= 9):
+        return None
+    us = (tens * 10 + units) * 1_000_000
+    if size == 20:
+        return us
+    if text[19] != ".":
+        return None
+    first, second, third = ord(text[20]) - 48, ord(text[21]) - 48, ord(text[22]) - 48
+    if not (0 <= first <= 9 and 0 <= second <= 9 and 0 <= third <= 9):
+        return None
+    return us + (first * 100 + second * 10 + third) * 1000
 
 
 def _get(item: Any, name: str) -> Any:

@@ -68,3 +68,21 @@ def test_neither_path_takes_a_phone_number_or_a_bad_line(changes: dict[str, str]
     data = orjson.dumps([good, make("call.offered", id="e-1", **changes)])
     assert both(data, "north") == (None, None)
     assert both(orjson.dumps([good]), "north")[0] is not None
+
+
+@pytest.mark.parametrize("times", [
+    ["2026-11-21T22:15:03Z", "2026-11-21T22:15:04.5+00:00", "2026-11-21T22:15:05.123456789Z"],
+    ["2026-11-21T22:15:03.250Z", "2026-11-21T22:15:03.25Z", "2026-11-21T22:15:59.999Z"],
+    ["2026-11-21T22:15:03Z", "2026-11-21T22:15:60Z"],
+    ["2026-11-21T22:15:03Z", "2026-11-21T22:15:0٣Z"],  # an Arabic-Indic digit
+    ["2026-11-21T22:15:03Z", "2026-11-21t22:15:04Z", "2026-11-21T22:15:05z"],
+    ["2026-11-21T22:15:03.1234Z", "2026-11-21T22:16:00.000Z", "2026-11-21T22:15:03.000Z"],
+])
+def test_times_sharing_a_minute_in_other_forms_are_read_as_the_contract_reads_them(
+    times: list[str],
+) -> None:
+    data = orjson.dumps([make("call.abandoned", id=f"e-{i}", at=at)
+                         for i, at in enumerate(times)])
+    for _ in range(2):  # the minute unknown, then known
+        fast, reference = both(data, "north")
+        assert fast == reference
