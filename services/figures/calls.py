@@ -413,9 +413,19 @@ class CallBook:
         totals = self.final_totals.get(line)
         if totals is None:
             totals = self.final_totals[line] = new_totals()
-        # the tally's totals are ``add_totals`` of the bucket's calls (the live view's
-        # BucketStats), told from its sorted waits instead of walking every call
-        merge_totals(totals, tally.stats().totals)
+        # ``add_totals`` of the bucket's calls (the live view's BucketStats.totals), told from
+        # the tally's counts and sorted waits instead of walking every call
+        totals["offered"] += tally.offered
+        totals["answered"] += tally.answered
+        totals["abandoned"] += tally.abandoned
+        totals["callbacks_requested"] += tally.callbacks
+        totals["answer_wait_sum_seconds"] += tally.waits_sum / US
+        totals["answer_wait_count"] += tally.answered
+        buckets = totals["answer_wait_buckets"]
+        waits = tally.answer_waits
+        for key, bound in zip(_BUCKET_KEYS[:-1], _BUCKET_BOUNDS_US, strict=True):
+            buckets[key] += waits.count_at_most(bound)
+        buckets["+Inf"] += tally.answered
 
     def prune(self, oldest: int) -> None:
         """Forget calls offered before ``oldest`` (memory only: no figure depends on when)."""

@@ -417,19 +417,34 @@ def handler_record(
         final: whether the interval is final.
     """
     end_us = start_us + INTERVAL_US
-    totals = dict.fromkeys(HANDLER_STATES, 0)
+    # µs per state (HANDLER_STATES), as compiled integers rather than a dict's objects
+    available = on_call = wrap_up = unavailable = logged_out = 0
     for timeline in timelines:
         # the state in force at the interval's start is the last one before it
         first = max(first_from(timeline, start_us) - 1, 0)
-        for index in range(first, len(timeline)):
+        size = len(timeline)
+        for index in range(first, size):
             at_us, _seq, state = timeline[index]
             if at_us >= end_us:
                 break
-            until = timeline[index + 1][0] if index + 1 < len(timeline) else now_us
+            until = timeline[index + 1][0] if index + 1 < size else now_us
             lo = max(at_us, start_us)
             hi = min(until, end_us)
             if hi > lo:
-                totals[state] += hi - lo
+                if state == "available":
+                    available += hi - lo
+                elif state == "on_call":
+                    on_call += hi - lo
+                elif state == "wrap_up":
+                    wrap_up += hi - lo
+                elif state == "unavailable":
+                    unavailable += hi - lo
+                elif state == "logged_out":
+                    logged_out += hi - lo
+                else:
+                    raise KeyError(state)  # as the dict of HANDLER_STATES would
+    totals = dict(zip(HANDLER_STATES, (available, on_call, wrap_up, unavailable, logged_out),
+                      strict=True))
     busy = totals["on_call"] + totals["wrap_up"]
     return {
         "room": room,
