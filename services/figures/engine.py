@@ -519,12 +519,15 @@ class Engine:
 
 def decode_fast(value: bytes, key_room: str | None, now_us: int,
                 max_future_seconds: float) -> list[Event] | None:
-    """``contract.events.decode_batch``, its checks of each event compiled with the engine.
+    """The fast path: a message of valid events of one room, decoded and checked whole.
 
-    They are the stream's per-event hot path: run as Python, they cost as much as msgspec's
-    decoding. The same checks in the same order, on the same caches (of minutes, of seconds
-    into a minute, of valid lines): tests/services/figures/test_fast_path.py holds the two
-    to the same answers.
+    A batch or a single event, decoded and type-checked in C (``decode_structs``); its room,
+    times, clock, and a call.offered's line and caller checked here, compiled with the engine:
+    this is the stream's per-event hot path, and run as Python it cost as much as decoding.
+    ``None`` if anything in it is not plainly valid, for ``decode_message`` and
+    ``parse_event`` to say exactly what and reject only that. Accepts exactly what those
+    accept (never more): the same events, in the same order (held to it by
+    tests/services/figures/test_fast_path.py).
     """
     events = decode_structs(value)
     if not events:
