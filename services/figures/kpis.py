@@ -6,6 +6,7 @@ records. The stream worker and ``pacesetter report`` both build their records he
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -99,10 +100,14 @@ WRAP_SCALE = 1 << 1074
 
 def wrap_units(seconds: float) -> int:
     """The exact value of a finite float, in units of 2**-1074."""
-    num, den = seconds.as_integer_ratio()
-    # den is a power of two, 2**k with k <= 1074: WRAP_SCALE // den is 2**(1074 - k), a
-    # shift, where dividing the 1075-bit scale cost more than the rest of a call's tally
-    return num << (1075 - den.bit_length())
+    # seconds = mantissa * 2**exponent with 53 bits of mantissa: an integer times
+    # 2**(exponent - 53), that is, times 2**(exponent + 1021) units (a shift; a subnormal's
+    # low bits are zero). ``as_integer_ratio`` and dividing the 1075-bit scale by its
+    # denominator cost more than the rest of a call's tally. Infinity and NaN raise, as they did.
+    mantissa, exponent = math.frexp(seconds)
+    whole = int(mantissa * 9007199254740992.0)  # 2**53: exact
+    shift = exponent + 1021
+    return whole << shift if shift >= 0 else whole >> -shift
 
 
 def units_seconds(units: int) -> float:
