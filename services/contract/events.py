@@ -537,23 +537,6 @@ def _canonical_at_us(text: str) -> int | None:
     return base + offset
 
 
-# Lines of call.offered events the fast path found valid (LINE_RE), and how many it keeps.
-_LINES: set[str] = set()
-_LINES_KEPT = 1_000
-
-
-def _offer_ok(event: Event) -> bool:
-    """Whether a decoded call.offered has a valid line and a caller that is no phone number."""
-    line = event.line
-    if line not in _LINES:
-        if not isinstance(line, str) or not LINE_RE.match(line):
-            return False
-        if len(_LINES) < _LINES_KEPT:
-            _LINES.add(line)
-    caller = event.caller
-    return caller is None or not PHONE_RE.match(caller)
-
-
 def _at_us(text: str) -> int:
     """Epoch µs of a valid ``at`` (raises InvalidEvent otherwise), remembering its minute."""
     at_us = _canonical_at_us(text)

@@ -16,6 +16,7 @@ from typing import Any
 
 from services.contract import events as contract
 from services.contract.events import (
+    LINE_RE,
     ROOM_RE,
     CallOffered,
     Event,
@@ -24,7 +25,7 @@ from services.contract.events import (
     decode_structs,
     parse_event,
 )
-from services.contract.privacy import redact, redact_text
+from services.contract.privacy import PHONE_RE, redact, redact_text
 from services.contract.settings import Settings
 from services.figures.calls import CallBook, Child, LineFigures
 from services.figures.config import Config
@@ -213,7 +214,7 @@ class Room:
             if self.is_final(start):
                 self._too_late(event, start, source)
             else:
-                self.handlers.state(event, self.seq)
+                self.handlers.state(event, self.seq, at_us, start)
         elif etype == "incident.created":
             self._incident_created(event, self.seq, source)
         else:
@@ -547,7 +548,7 @@ def decode_fast(value: bytes, key_room: str | None, now_us: int,
     for event in events:
         if event.room != room:
             return None
-        if type(event) is CallOffered and not contract._offer_ok(event):
+        if type(event) is CallOffered and not _offer_ok(event):
             return None
         text = event.at_text
         if text != previous:
@@ -580,6 +581,29 @@ def decode_fast(value: bytes, key_room: str | None, now_us: int,
             previous = text
         event.at_us = at_us
     return events
+
+
+# Lines of call.offered events the fast path found valid (LINE_RE), and how many it keeps.
+_LINES: set[str] = set()
+_LINES_KEPT = 1_000
+
+
+def _offer_ok(event: Event) -> bool:
+    """Whether a decoded call.offered has a valid line and a caller that is no phone number.
+
+    The rules of ``parse_event`` (msgspec checked the rest). Lines are few: one once matched
+    is remembered.
+    """
+    line = event.line
+    if line is None:
+        return False
+    if line not in _LINES:
+        if not LINE_RE.match(line):
+            return False
+        if len(_LINES) < _LINES_KEPT:
+            _LINES.add(line)
+    caller = event.caller
+    return caller is None or not PHONE_RE.match(caller)
 
 
 def _plain_tail_us(text: str) -> int | None:

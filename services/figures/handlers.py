@@ -27,12 +27,14 @@ class HandlerBook:
         self.emitted_upto: int | None = None
         self.emitted_now: int | None = None
 
-    def state(self, event: Event, seq: int) -> None:
-        """Take a ``handler.state`` of an open interval."""
-        # each field read once: an event's fields are attributes of a Python object
-        handler, state, at_us = event.handler, event.state, event.at_us
+    def state(self, event: Event, seq: int, at_us: int, start: int) -> None:
+        """Take a ``handler.state`` of an open interval (its time and interval's start given).
+
+        The room has read the time and found the interval: an event's fields are attributes
+        of a Python object, each read costing a look-up, so each is read once.
+        """
+        handler, state = event.handler, event.state
         assert handler is not None and state is not None
-        start = interval_start(at_us)
         timeline = self.timelines.get(handler)
         mark = (at_us, seq, state)
         if timeline is None:
