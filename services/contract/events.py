@@ -79,12 +79,12 @@ class InvalidEvent(PacesetterError):
 
 
 # msgspec constraints: exactly what ``parse_event`` accepts, or less (never more), for the
-# fast path. The room, the time and the clock are checked in Python (``decode_batch``).
+# fast path. The room, the time, the clock, and the line and caller of a call.offered are
+# checked after decoding (``services.figures.engine.decode_fast``): msgspec matches a pattern
+# by calling the compiled expression's ``search`` through Python, which cost a quarter of
+# decoding a stream's events; lines are few, so a line once matched is remembered.
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 _Text = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-_Line = Annotated[str, msgspec.Meta(pattern=LINE_RE.pattern)]
-_Caller = Annotated[str, msgspec.Meta(min_length=1, max_length=128,
-                                      pattern=r"^(?!" + PHONE_RE.pattern[1:] + ")")]
 _Seconds = Annotated[float, msgspec.Meta(ge=0, le=sys.float_info.max)]
 
 
@@ -97,11 +97,11 @@ class Event(msgspec.Struct, tag_field="type", kw_only=True, gc=False):
     batch oracle). Fields another type carries read as ``None``.
 
     The classes double as a msgspec schema, so that a whole well-formed batch is decoded and
-    type-checked in C (``decode_batch``); anything that schema refuses goes through
+    type-checked in C (``decode_structs``); anything that schema refuses goes through
     ``parse_event``, which names the field and the fix.
     """
 
-    v: int
+    v: Literal[1]  # VERSION: checked in C, as parse_event checks it (an int, equal to 1)
     id: _Id
     room: str
     at_text: str = msgspec.field(name="at")
@@ -161,8 +161,8 @@ class CallOffered(Event, tag="call.offered", kw_only=True):
     """A call offered to a queue."""
 
     call: _Id
-    line: _Line
-    caller: _Caller | None = None
+    line: str  # LINE_RE: checked after decoding (engine.decode_fast, parse_event)
+    caller: _Id | None = None  # and not a phone number (PHONE_RE): checked alike
     reason: _Text | None = None
     ref: _Text | None = None
 
@@ -550,56 +550,18 @@ def _at_us(text: str) -> int:
     return at_us
 
 
-def decode_batch(
-    data: bytes,
-    key_room: str | None = None,
-    now_us: int | None = None,
-    max_future_seconds: float = 86400.0,
-) -> list[Event] | None:
-    """The fast path: a message of valid events of one room, decoded and checked whole.
+def decode_structs(data: bytes) -> list[Event] | None:
+    """A message's events as decoded and type-checked in C by msgspec, or None if it refused.
 
-    A batch or a single event, checked mostly in C. ``None`` if anything in it is not plainly
-    valid, for ``decode_message`` and ``parse_event`` to say exactly what and reject only that.
-
-    Accepts exactly what those accept (never more): the same events, in the same order.
+    The first half of the fast path (``services.figures.engine.decode_fast``, compiled with
+    the engine): what msgspec cannot check (the room, the time, the clock, the line and
+    caller of a call.offered) it checks next, with the helpers above. Anything refused goes
+    through ``decode_message`` and ``parse_event``, which name the field and the fix.
     """
     try:
         if data[:1] == b"[":
             events: list[Event] = _BATCH.decode(data)
-        else:
-            events = [_ONE.decode(data)]
+            return events
+        return [_ONE.decode(data)]
     except (msgspec.ValidationError, msgspec.DecodeError):
         return None
-    if not events:
-        return events
-    room = events[0].room
-    if key_room is not None and room != key_room:
-        return None
-    if not ROOM_RE.match(room):
-        return None
-    # (no limit: one no event reaches) the per-event loop below is the stream's hot path:
-    # its look-ups are inlined from ``_canonical_at_us``
-    limit = (1 << 62) if now_us is None else now_us + max_future_seconds * 1_000_000
-    minutes = _MINUTES
-    tails = _TAILS
-    previous: str | None = None  # events of a batch often share their time (2 in 5 here)
-    at_us = 0
-    for event in events:
-        if event.room != room or event.v != VERSION or type(event.v) is not int:
-            return None
-        text = event.at_text
-        if text != previous:
-            base = minutes.get(text[:16])
-            offset = None if base is None else tails.get(text[16:])
-            if offset is not None:
-                at_us = base + offset  # type: ignore[operator]  # base is known when offset is
-            else:
-                try:
-                    at_us = _at_us(text)
-                except InvalidEvent:
-                    return None
-            if at_us > limit:
-                return None
-            previous = text
-        event.at_us = at_us
-    return events

@@ -62,10 +62,11 @@ class Call:
     )  # fmt: skip
 
     def __init__(self, event: Event, seq: int):
+        at_us = event.at_us
         self.id: str = event.call or ""
         self.line: str = event.line or ""
-        self.offered_us = event.at_us
-        self.start = interval_start(event.at_us)
+        self.offered_us = at_us
+        self.start = interval_start(at_us)
         self.caller = event.caller
         self.reason = event.reason
         self.seq = seq
@@ -176,12 +177,34 @@ class Call:
         self.exits = self.ends = self.attempts = []
 
 
+def _after(history: list[tuple[int, int, Call]], offered_us: int, seq: int) -> int:
+    """Index of the first entry after ``(offered_us, seq)`` in a caller's sorted history.
+
+    ``bisect`` with a key would call the key and compare tuples at every step; this compares
+    the integers, compiled.
+    """
+    low, high = 0, len(history)
+    while low < high:
+        middle = (low + high) >> 1
+        entry = history[middle]
+        at = entry[0]
+        if at < offered_us or (at == offered_us and entry[1] <= seq):
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
 class CallBook:
     """The calls of one room, bucketed by line and interval until their interval is final."""
 
     def __init__(self, room: str, config: Config):
         self.room = room
         self.config = config
+        # read per call and per record: a field, and the lines' thresholds in a compiled dict
+        # (``Config`` and its ``limits`` are not compiled)
+        self.repeat_window_us = config.repeat_window_us
+        self.thresholds: dict[str, Thresholds] = {}
         self.calls: dict[str, Call] = {}
         self.buckets: dict[tuple[str, int], list[Call]] = {}
         self.open_starts: list[int] = []  # heap of starts of open call buckets
@@ -200,6 +223,13 @@ class CallBook:
         self.final_summaries: dict[str, list[tuple[int, int, int, int]]] = {}
         self.final_totals: dict[str, dict[str, Any]] = {}
 
+    def limits(self, line: str) -> Thresholds:
+        """The line's thresholds (``Config.limits``)."""
+        found = self.thresholds.get(line)
+        if found is None:
+            found = self.thresholds[line] = self.config.limits(line)
+        return found
+
     # --------------------------------------------------------------- events
 
     def get(self, call_id: str) -> Call | None:
@@ -217,7 +247,7 @@ class CallBook:
         bucket = self.buckets.get(key)
         if bucket is None:
             bucket = self.buckets[key] = []
-            self.tallies[key] = BucketTally(self.config.limits(call.line))
+            self.tallies[key] = BucketTally(self.limits(call.line))
             if start not in self.open_start_set:
                 self.open_start_set.add(start)
                 heapq.heappush(self.open_starts, start)
@@ -258,21 +288,23 @@ class CallBook:
             if call.tallied:
                 before[call] = call.part()
             call.derive_own()
-            queued = self.queued.setdefault(call.line, set())
+            queued = self.queued.get(call.line)
+            if queued is None:
+                queued = self.queued[call.line] = set()
             if call.exit_type is None:
                 queued.add(call)
             else:
                 queued.discard(call)
-        window = self.config.repeat_window_us
+        window = self.repeat_window_us
         # A changed call can change the previous contact of the same caller's later calls.
         later: set[Call] = set()
         for call in dirty:
             if call.caller is None:
                 continue
             history = self.callers[call.caller]
-            index = bisect_left(history, (call.offered_us, call.seq), key=lambda e: (e[0], e[1]))
             limit = call.offered_us + window
-            for offered_us, _seq, other in history[index + 1:]:
+            for index in range(_after(history, call.offered_us, call.seq), len(history)):
+                offered_us, _seq, other = history[index]
                 if offered_us > limit:
                     break
                 if not other.final:
@@ -296,11 +328,11 @@ class CallBook:
         if call.caller is None:
             return
         history = self.callers[call.caller]
-        index = bisect_left(history, call.offered_us, key=lambda e: e[0])
+        index = _after(history, call.offered_us - 1, 1 << 62)  # the first at its offer or later
         if index == 0:
             return
         prev_us, _seq, prev = history[index - 1]
-        if prev_us < call.offered_us - self.config.repeat_window_us:
+        if prev_us < call.offered_us - self.repeat_window_us:
             return
         call.repeat = True
         at = call.offered_us
@@ -326,7 +358,7 @@ class CallBook:
         """The bucket's record from its tally (derive first), without walking its calls."""
         line, start = key
         return self.tallies[key].record(
-            self.room, line, start, self.config.limits(line), now, final,
+            self.room, line, start, self.limits(line), now, final,
             self.config.max_queue_us,
         )
 
@@ -356,12 +388,12 @@ class CallBook:
                     continue
                 record = self._record(key, closed_us + self.config.grace_us, final=True)
                 del self.buckets[key]
-                del self.tallies[key]
+                tally = self.tallies.pop(key)
                 self.dirty_buckets.discard(key)
                 self.stats_dirty.discard(key)
                 self.bucket_stats.pop(key, None)
                 records.append(("interval", self._key(key), record))
-                self._remember(line, start, record, bucket)
+                self._remember(line, start, record, tally)
                 queued = self.queued.get(line, set())
                 for call in bucket:
                     if call.has_rejected():
@@ -371,14 +403,29 @@ class CallBook:
                     if call.exit_type is None:
                         queued.discard(call)
 
-    def _remember(self, line: str, start: int, record: dict[str, Any], calls: list[Call]) -> None:
+    def _remember(self, line: str, start: int, record: dict[str, Any],
+                  tally: BucketTally) -> None:
         summaries = self.final_summaries.setdefault(line, [])
         summaries.append((start, record["offered"], record["failure_demand"], 0))
         horizon = start - 24 * 3600 * US
         while summaries and summaries[0][0] < horizon:
             summaries.pop(0)
-        totals = self.final_totals.setdefault(line, new_totals())
-        add_totals(totals, calls)
+        totals = self.final_totals.get(line)
+        if totals is None:
+            totals = self.final_totals[line] = new_totals()
+        # ``add_totals`` of the bucket's calls (the live view's BucketStats.totals), told from
+        # the tally's counts and sorted waits instead of walking every call
+        totals["offered"] += tally.offered
+        totals["answered"] += tally.answered
+        totals["abandoned"] += tally.abandoned
+        totals["callbacks_requested"] += tally.callbacks
+        totals["answer_wait_sum_seconds"] += tally.waits_sum / US
+        totals["answer_wait_count"] += tally.answered
+        buckets = totals["answer_wait_buckets"]
+        waits = tally.answer_waits
+        for key, bound in zip(_BUCKET_KEYS[:-1], _BUCKET_BOUNDS_US, strict=True):
+            buckets[key] += waits.count_at_most(bound)
+        buckets["+Inf"] += tally.answered
 
     def prune(self, oldest: int) -> None:
         """Forget calls offered before ``oldest`` (memory only: no figure depends on when)."""
@@ -438,7 +485,7 @@ class CallBook:
         hour_from = now - 3600 * US
         figures = {}
         for line in sorted(self.lines):
-            short_us = self.config.limits(line).short_abandon_us
+            short_us = self.limits(line).short_abandon_us
             hour_offered = abandoned = short = 0
             day_offered = day_failure = 0
             totals = _copy_totals(self.final_totals.get(line) or new_totals())
@@ -577,7 +624,10 @@ class BucketTally:
         if handle >= 0:  # an answered call that ended
             self.ended += sign
             self.handle_us += sign * handle
-            self.wrap_units += sign * wrap_units(part[3])
+            wrap = part[3]
+            if wrap:  # (units are big integers: none is made for no wrap-up)
+                units = wrap_units(wrap)
+                self.wrap_units += units if sign > 0 else -units
 
     def _exit(self, part: Part, call: Call, sign: int) -> None:
         kind, wait = part[0], part[1]
@@ -763,7 +813,7 @@ def new_totals() -> dict[str, Any]:
         "answered": 0,
         "abandoned": 0,
         "callbacks_requested": 0,
-        "answer_wait_buckets": dict.fromkeys([*map(str, BUCKETS_SECONDS), "+Inf"], 0),
+        "answer_wait_buckets": dict.fromkeys(_BUCKET_KEYS, 0),
         "answer_wait_sum_seconds": 0.0,
         "answer_wait_count": 0,
     }

@@ -14,15 +14,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.contract import events as contract
 from services.contract.events import (
+    LINE_RE,
     ROOM_RE,
+    CallOffered,
     Event,
     InvalidEvent,
-    decode_batch,
     decode_message,
+    decode_structs,
     parse_event,
 )
-from services.contract.privacy import redact, redact_text
+from services.contract.privacy import PHONE_RE, redact, redact_text
 from services.contract.settings import Settings
 from services.figures.calls import CallBook, Child, LineFigures
 from services.figures.config import Config
@@ -94,6 +97,11 @@ class Room:
     def __init__(self, name: str, config: Config):
         self.name = name
         self.config = config
+        # the clocks' settings, read at every event: a field each (``Config`` is not compiled)
+        self.grace_us = config.grace_us
+        self.horizon_us = config.attendance_horizon_us
+        self.live_lag_us = config.live_lag_us
+        self.seen_generation_us = config.seen_generation_us
         self.seq = 0
         # Event ids in two generations, rotated as the watermark passes
         # ``config.seen_generation_us``: ids are remembered for at least that long, never more
@@ -145,8 +153,7 @@ class Room:
         if self.watermark_us is None:
             return
         now = self.now_us
-        config = self.config
-        closed = now - config.grace_us
+        closed = now - self.grace_us
         if closed > self.closed_us:
             # Intervals start on quarter hours, so what is final, and which waiting children
             # expire, changes only when ``closed`` passes a quarter hour: only then is there
@@ -157,7 +164,7 @@ class Room:
                 self.expire_due = True
                 self._finalize_calls()
                 self.handlers.finalize(closed, self.out.records)
-        inc_closed = now - config.attendance_horizon_us
+        inc_closed = now - self.horizon_us
         if inc_closed > self.inc_closed_us:
             crossed = inc_closed - inc_closed % INTERVAL_US > self.inc_closed_us
             self.inc_closed_us = inc_closed
@@ -187,11 +194,11 @@ class Room:
         watermark = self.watermark_us
         if watermark is None or at_us > watermark:
             self.watermark_us = at_us
-            self.live = wall_us - at_us <= self.config.live_lag_us
+            self.live = wall_us - at_us <= self.live_lag_us
             self.lag_us = wall_us - at_us
             if self.seen_rotated_us is None:
                 self.seen_rotated_us = at_us
-            elif at_us - self.seen_rotated_us >= self.config.seen_generation_us:
+            elif at_us - self.seen_rotated_us >= self.seen_generation_us:
                 self.seen_before, self.seen = self.seen, set()
                 self.seen.add(event_id)
                 self.seen_rotated_us = at_us
@@ -207,7 +214,7 @@ class Room:
             if self.is_final(start):
                 self._too_late(event, start, source)
             else:
-                self.handlers.state(event, self.seq)
+                self.handlers.state(event, self.seq, at_us, start)
         elif etype == "incident.created":
             self._incident_created(event, self.seq, source)
         else:
@@ -244,7 +251,7 @@ class Room:
 
     def _offered(self, event: Event, seq: int, source: Any) -> None:
         call_id = event.call
-        assert call_id is not None and event.line is not None
+        assert call_id is not None
         start = interval_start(event.at_us)
         if self.is_final(start):
             self._too_late(event, start, source)
@@ -422,7 +429,7 @@ class Engine:
     ) -> set[str]:
         """Apply one Kafka message (an event or a batch); return the rooms it touched."""
         key_room = key.decode("utf-8", "replace") if key else None
-        events = decode_batch(value, key_room, wall_us, self.config.max_future_seconds)
+        events = decode_fast(value, key_room, wall_us, self.config.max_future_seconds)
         if events is not None:  # the common case: a valid batch of one room
             if not events:
                 return set()
@@ -509,6 +516,117 @@ class Engine:
             if room is not None and room.out.dead_letters:
                 return True
         return False
+
+
+def decode_fast(value: bytes, key_room: str | None, now_us: int,
+                max_future_seconds: float) -> list[Event] | None:
+    """The fast path: a message of valid events of one room, decoded and checked whole.
+
+    A batch or a single event, decoded and type-checked in C (``decode_structs``); its room,
+    times, clock, and a call.offered's line and caller checked here, compiled with the engine:
+    this is the stream's per-event hot path, and run as Python it cost as much as decoding.
+    ``None`` if anything in it is not plainly valid, for ``decode_message`` and
+    ``parse_event`` to say exactly what and reject only that. Accepts exactly what those
+    accept (never more): the same events, in the same order (held to it by
+    tests/services/figures/test_fast_path.py).
+    """
+    events = decode_structs(value)
+    if not events:
+        return events
+    room = events[0].room
+    if key_room is not None and room != key_room:
+        return None
+    if not ROOM_RE.match(room):
+        return None
+    limit = now_us + max_future_seconds * 1_000_000
+    minutes: dict[str, int] = contract._MINUTES
+    tails: dict[str, int] = contract._TAILS
+    previous: str | None = None  # events of a batch often share their time
+    minute = ""  # ... and more often their minute: its "YYYY-MM-DDTHH:MM" and epoch µs
+    minute_us = 0
+    at_us = 0
+    for event in events:
+        if event.room != room:
+            return None
+        if type(event) is CallOffered and not _offer_ok(event):
+            return None
+        text = event.at_text
+        if text != previous:
+            base: int | None = minute_us
+            if not (minute and text.startswith(minute)):
+                base = minutes.get(text[:16])
+                if base is not None:
+                    minute, minute_us = text[:16], base
+            offset: int | None = None
+            if base is not None:
+                offset = _plain_tail_us(text)
+                if offset is None:
+                    tail = text[16:]
+                    offset = tails.get(tail)
+                    if offset is None:  # a new second or fraction of a known minute
+                        offset = contract._tail_us(tail)
+                        if offset is not None:
+                            if len(tails) >= 200_000:
+                                tails.clear()
+                            tails[tail] = offset
+            if base is not None and offset is not None:
+                at_us = base + offset
+            else:
+                try:
+                    at_us = contract._at_us(text)
+                except InvalidEvent:
+                    return None
+            if at_us > limit:
+                return None
+            previous = text
+        event.at_us = at_us
+    return events
+
+
+# Lines of call.offered events the fast path found valid (LINE_RE), and how many it keeps.
+_LINES: set[str] = set()
+_LINES_KEPT = 1_000
+
+
+def _offer_ok(event: Event) -> bool:
+    """Whether a decoded call.offered has a valid line and a caller that is no phone number.
+
+    The rules of ``parse_event`` (msgspec checked the rest). Lines are few: one once matched
+    is remembered.
+    """
+    line = event.line
+    if line is None:
+        return False
+    if line not in _LINES:
+        if not LINE_RE.match(line):
+            return False
+        if len(_LINES) < _LINES_KEPT:
+            _LINES.add(line)
+    caller = event.caller
+    return caller is None or not PHONE_RE.match(caller)
+
+
+def _plain_tail_us(text: str) -> int | None:
+    """µs into the minute of an ``at`` ending ``:SSZ`` or ``:SS.fffZ`` (ASCII digits), else None.
+
+    What ``contract._tail_us`` gives the rest of such a text (the common forms), read digit by
+    digit: no slice, no look-up. None sends any other form there.
+    """
+    size = len(text)
+    if (size != 20 and size != 24) or text[16] != ":" or text[size - 1] != "Z":
+        return None
+    tens, units = ord(text[17]) - 48, ord(text[18]) - 48
+    if not (0 <= tens <= 5 and 0 <= units <= 9):
+        return None
+    us = (tens * 10 + units) * 1_000_000
+    if size == 20:
+        return us
+    if text[19] != ".":
+        return None
+    first, second, third = ord(text[20]) - 48, ord(text[21]) - 48, ord(text[22]) - 48
+    if not (0 <= first <= 9 and 0 <= second <= 9 and 0 <= third <= 9):
+        return None
+    return us + (first * 100 + second * 10 + third) * 1000
 
 
 def _get(item: Any, name: str) -> Any:

@@ -7,7 +7,7 @@ intervals once those before are final.
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import insort
 
 from services.contract.events import Event
 from services.figures import kpis
@@ -27,15 +27,19 @@ class HandlerBook:
         self.emitted_upto: int | None = None
         self.emitted_now: int | None = None
 
-    def state(self, event: Event, seq: int) -> None:
-        """Take a ``handler.state`` of an open interval."""
-        assert event.handler is not None and event.state is not None
-        start = interval_start(event.at_us)
-        timeline = self.timelines.get(event.handler)
-        mark = (event.at_us, seq, event.state)
+    def state(self, event: Event, seq: int, at_us: int, start: int) -> None:
+        """Take a ``handler.state`` of an open interval (its time and interval's start given).
+
+        The room has read the time and found the interval: an event's fields are attributes
+        of a Python object, each read costing a look-up, so each is read once.
+        """
+        handler, state = event.handler, event.state
+        assert handler is not None and state is not None
+        timeline = self.timelines.get(handler)
+        mark = (at_us, seq, state)
         if timeline is None:
-            self.timelines[event.handler] = [mark]
-        elif timeline[-1][0] < mark[0]:  # the usual case: in time order
+            self.timelines[handler] = [mark]
+        elif timeline[-1][0] < at_us:  # the usual case: in time order
             timeline.append(mark)
         else:
             insort(timeline, mark)
@@ -92,7 +96,7 @@ class HandlerBook:
         self.final_upto = start
         # Keep, per handler, only the last state before the open intervals: it carries forward.
         for handler, timeline in self.timelines.items():
-            cut = bisect_left(timeline, (start, -1, ""))
+            cut = kpis.first_from(timeline, start)
             if cut > 1:
                 self.timelines[handler] = timeline[cut - 1:]
 

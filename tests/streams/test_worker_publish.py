@@ -13,12 +13,15 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.contract.settings import Settings
 from services.figures.engine import DeadLetter, Output
-from streams.worker import PartitionState, StreamWorker
+from streams.worker import PartitionState, StreamWorker, murmur2
 
 PARTITIONS = 8
 
@@ -120,6 +123,11 @@ def worker_with(outputs: list[Output], producer: FakeProducer,
 def messages_of(outputs: list[Output]) -> list[tuple[bytes, bytes]]:
     return [(key.encode(), orjson.dumps({"kind": kind, "record": record}))
             for out in outputs for kind, key, record in out.records]
+
+
+@given(st.binary(max_size=80))
+def test_the_key_hash_is_aiokafkas_murmur2(key: bytes) -> None:
+    assert murmur2(key) == aiokafka_murmur2(key)
 
 
 async def test_records_go_where_send_would_put_them_in_order() -> None:

@@ -15,7 +15,6 @@ from hypothesis import strategies as st
 from services.contract.events import (
     Event,
     InvalidEvent,
-    decode_batch,
     decode_message,
     encode_batch,
     parse_event,
@@ -491,68 +490,3 @@ def test_random_bytes_never_crash_the_decoder(data: bytes) -> None:
         check_outcome(item)
 
 
-# --- the fast path (decode_batch) against the careful one -------------------------------------
-
-def careful(data: bytes, key_room: str | None) -> list[Event] | None:
-    """What decode_message and parse_event make of a message: its events, or None if any of
-    it is rejected."""
-    try:
-        items = decode_message(data)
-    except InvalidEvent:
-        return None
-    events = []
-    for item in items:
-        try:
-            event = parse_event(item, now_us=NOW_US, max_future_seconds=86400)
-        except InvalidEvent:
-            return None
-        if key_room is not None and event.room != key_room:
-            return None
-        events.append(event)
-    return events
-
-
-def described(events: list[Event]) -> list[tuple[Any, ...]]:
-    return [(type(e), e.type, e.to_dict(), e.at_us, e.at) for e in events]
-
-
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(mutated(), min_size=1, max_size=4), st.booleans(),
-       st.sampled_from([None, "north", "south"]))
-def test_the_fast_path_accepts_only_what_the_careful_path_accepts_and_agrees(
-    values: list[Any], as_batch: bool, key_room: str | None
-) -> None:
-    import json
-
-    try:  # the standard library writes any integer, as a producer in another language may
-        data = json.dumps(values if as_batch else values[0], allow_nan=False).encode()
-    except ValueError:
-        return  # NaN or infinity: not JSON
-    fast = decode_batch(data, key_room, NOW_US, 86400)
-    if fast is not None:
-        slow = careful(data, key_room)
-        assert slow is not None, data
-        assert described(fast) == described(slow)
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(sorted(FULL)), min_size=1, max_size=5),
-       st.integers(0, 59), st.integers(0, 10**9 - 1), st.integers(0, 9))
-def test_valid_batches_take_the_fast_path_with_the_same_events(
-    types: list[str], second: int, nanos: int, digits: int
-) -> None:
-    at = f"2026-11-21T22:15:{second:02d}" + (f".{nanos:09d}"[:digits + 1] if digits else "")
-    values = [make(t, id=f"e-{i}", at=at + "Z") for i, t in enumerate(types)]
-    data = orjson.dumps(values)
-    fast = decode_batch(data, "north", NOW_US, 86400)
-    assert fast is not None
-    assert described(fast) == described(careful(data, "north") or [])
-    # the same again, now that the minute is known
-    assert described(decode_batch(data, "north", NOW_US, 86400) or []) == described(fast)
-
-
-def test_the_events_md_example_takes_the_fast_path() -> None:
-    data = b"[" + b",".join(EXAMPLE.splitlines()) + b"]"
-    fast = decode_batch(data, "north")
-    assert fast is not None and described(fast) == described(careful(data, "north") or [])
-    assert [e.id for e in fast] == ["e-1", "e-2", "e-3", "e-4", "e-5", "e-6"]
