@@ -215,6 +215,7 @@ class StreamWorker:
         self.rebuilds: dict[int, int] = {}
         self.kept: dict[int, int] = {}  # partitions assigned back and resumed, not rebuilt
         self.events_applied = 0
+        self.applied_at_flush = 0  # events_applied when the latest flush started
         self.rebuild_messages_total = 0
         self.dead_letters_by_reason: dict[str, int] = {}
         self.sends_failing = False
@@ -788,20 +789,31 @@ class StreamWorker:
         runs on its own period: under a steady feed a third of all flushes came a few
         milliseconds after another, each computing again every open interval record events
         had touched. The timer is for rooms no message arrives for, which it still flushes.
-        """
-        if time.monotonic() - self.last_flush >= FLUSH_SECONDS / 2:
-            await self.flush()
 
-    async def flush(self, force: bool = False, wait: bool = False) -> None:
+        No message applied since the latest flush: the worker has applied all it was given, so
+        what rooms catching up held back (their records and live state go out once a second)
+        goes out now (``settle``): a backfill that ends shows its last figures within a timer
+        period, not up to a second later. While messages flow, the cadence stands.
+        """
+        idle = self.events_applied == self.applied_at_flush
+        if time.monotonic() - self.last_flush >= FLUSH_SECONDS / 2:
+            await self.flush(settle=idle)
+        elif idle and self.live_dirty:
+            await self.flush(settle=True)
+
+    async def flush(self, force: bool = False, wait: bool = False,
+                    settle: bool = False) -> None:
         """Publish changed records, dead letters, live state and alert transitions.
 
-        ``force`` publishes every room's live state. What a flush sends is acknowledged by the
-        time the next flush starts (100 ms later), so the next flush checks it instead of this
-        one waiting for a broker round trip while the agent stands still; a flush that
-        published dead letters, or one asked to ``wait``, waits for its own as before, and
+        ``force`` publishes every room's live state; ``settle`` every changed room's records
+        and live state, a room catching up too (``flush_due``). What a flush sends is
+        acknowledged by the time the next flush starts (100 ms later), so the next flush checks
+        it instead of this one waiting for a broker round trip while the agent stands still;
+        a flush that published dead letters, or one asked to ``wait``, waits for its own as before, and
         then acknowledges the messages those dead letters came from (:meth:`hold`).
         """
         self.last_flush = time.monotonic()
+        self.applied_at_flush = self.events_applied
         async with self.publish_lock:
             earlier, self.pending_sends = self.pending_sends, []
             # first: while the broker is down, sends fail here instead of piling up
@@ -814,12 +826,12 @@ class StreamWorker:
                 # letter: the rooms' state now is a checkpoint (what it has not handed over
                 # yet is in it)
                 self._checkpoint()
-            out = self.engine.flush(None if force or wait else self._flush_due())
+            out = self.engine.flush(None if force or wait or settle else self._flush_due())
             # the open interval records just made, which live states show too: taken before
             # any await, while no other event can change the rooms
             computed = computed_records(self.engine.rooms, out.records)
             await self._publish(out)
-            await self._publish_live(force, computed)
+            await self._publish_live(force, computed, settle)
             if wait or out.dead_letters or held:
                 sends, self.pending_sends = self.pending_sends, []
                 # (no producer yet or any more: nothing was published, nothing acknowledged)
@@ -1002,11 +1014,12 @@ class StreamWorker:
         self.pending_sends.append(await producer.send_batch(batch, topic, partition=partition))
 
     async def _publish_live(self, force: bool,
-                            computed: dict[str, Computed] | None = None) -> None:
+                            computed: dict[str, Computed] | None = None,
+                            settle: bool = False) -> None:
         """Publish the live state of each changed room (every room when ``force``).
 
         A live room publishes at most every ``LIVE_MIN_SECONDS``, one catching up every
-        ``CATCH_UP_FLUSH_SECONDS``. Its live message carries, as
+        ``CATCH_UP_FLUSH_SECONDS`` unless ``settle``. Its live message carries, as
         Kafka headers, the times of the oldest event it shows for the first time (when
         produced, received, applied) and when it was published; the stages between them are
         counted in ``freshness`` (services/contract/freshness.py).
@@ -1025,7 +1038,7 @@ class StreamWorker:
             # A room catching up (a backfill, a replayed week) shows figures nobody watches
             # change by the tenth of a second: once a second is enough, and a live state per
             # flush cost a backfill a third of its throughput.
-            if not force and now - self.live_sent.get(name, 0.0) < (
+            if not force and not settle and now - self.live_sent.get(name, 0.0) < (
                     LIVE_MIN_SECONDS if room.live else CATCH_UP_FLUSH_SECONDS):
                 continue
             partition = self.partitions.get(self.room_partition.get(name, -1))

@@ -602,3 +602,25 @@ async def test_a_catching_up_room_publishes_its_live_state_once_a_second_a_live_
     old = [orjson.loads(v) for t, key, v in producer.singles if t == topic and key == b"old"]
     assert len(old) == 2
     assert sum(old[-1]["totals"]["events"].values()) == 3
+
+
+async def test_once_no_message_arrives_a_catching_up_room_publishes_what_it_held_back() -> None:
+    producer = FakeProducer()
+    worker = _ready_worker(producer)
+    topic = worker.settings.topic_live
+    now_us = time.time_ns() // 1000
+    old_us = now_us - 3 * 86400 * 1_000_000  # a backfill: days behind the clock
+    await worker.handle(0, 0, b"old", _offered("old", 1, old_us), now_us // 1000)
+    await worker.flush()
+    await worker.handle(0, 1, b"old", _offered("old", 2, old_us + 1), now_us // 1000)
+    worker.last_flush -= 1  # the timer's turn: a message arrived since the last flush
+    await worker.flush_due()
+    old = [orjson.loads(v) for t, key, v in producer.singles if t == topic and key == b"old"]
+    assert len(old) == 1  # held back: a room catching up shows its state once a second
+    worker.last_flush -= 1  # the next turn: nothing arrived meanwhile, the backfill has ended
+    await worker.flush_due()
+    old = [orjson.loads(v) for t, key, v in producer.singles if t == topic and key == b"old"]
+    assert len(old) == 2 and sum(old[-1]["totals"]["events"].values()) == 2
+    records = [orjson.loads(v)["record"] for batch in producer.by_partition(
+        worker.settings.topic_intervals).values() for _k, v in batch]
+    assert records and records[-1]["offered"] == 2  # its records too
