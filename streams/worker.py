@@ -809,8 +809,8 @@ class StreamWorker:
         and live state, a room catching up too (``flush_due``). What a flush sends is
         acknowledged by the time the next flush starts (100 ms later), so the next flush checks
         it instead of this one waiting for a broker round trip while the agent stands still;
-        a flush that published dead letters, or one asked to ``wait``, waits for its own as before, and
-        then acknowledges the messages those dead letters came from (:meth:`hold`).
+        a flush that published dead letters, or one asked to ``wait``, waits for its own as
+        before, and then acknowledges the messages those dead letters came from (:meth:`hold`).
         """
         self.last_flush = time.monotonic()
         self.applied_at_flush = self.events_applied
