@@ -33,6 +33,24 @@ def restored_offsets(worker, partitions: set[int]) -> dict[int, float]:
     return {p: v for p, v in found.items() if p in partitions}
 
 
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """Each partition's next offset after the messages the topic holds now."""
+    ends: dict[int, int] = {}
+    for _key, _value, partition, offset in read_topic(bootstrap, topic):
+        ends[partition] = max(ends.get(partition, 0), offset + 1)
+    return ends
+
+
+def wait_checkpointed(worker, store: HistoryStore, topic: str, ends: dict[int, int]) -> None:
+    """Until the store holds a checkpoint of every partition at or past its end offset."""
+    def checkpointed() -> bool:
+        assert worker.proc.poll() is None, worker.text()[-3000:]
+        saved = {p: store.checkpoint(topic, p) for p in ends}
+        return all(c is not None and c.next_offset >= ends[p] for p, c in saved.items())
+
+    wait_until(checkpointed, 120, interval=1.0, what="a checkpoint of every partition")
+
+
 def test_a_takeover_restores_the_checkpoints_and_stays_exact(bootstrap: str,
                                                             tmp_path: Path) -> None:
     from tests.integration.harness import topic_env
@@ -44,19 +62,12 @@ def test_a_takeover_restores_the_checkpoints_and_stays_exact(bootstrap: str,
     first, second = len(lines) * 3 // 5, len(lines) * 4 // 5
     want = expected(lines)
     produce_lines(bootstrap, topic, lines[:first])
-    ends: dict[int, int] = {}
-    for _key, _value, partition, offset in read_topic(bootstrap, topic):
-        ends[partition] = max(ends.get(partition, 0), offset + 1)
+    ends = end_offsets(bootstrap, topic)
     assert len(ends) > 1
     a = start_worker(env, tmp_path, "a")
     store = HistoryStore.open(env["PACESETTER_STORE_URL"])
     try:
-        def checkpointed() -> bool:
-            assert a.proc.poll() is None, a.text()[-3000:]
-            saved = {p: store.checkpoint(topic, p) for p in ends}
-            return all(c is not None and c.next_offset >= ends[p] for p, c in saved.items())
-
-        wait_until(checkpointed, 120, interval=1.0, what="a checkpoint of every partition")
+        wait_checkpointed(a, store, topic, ends)
         wait_until(lambda: a.metrics().get(
             'pacesetter_worker_checkpoints_total{result="saved"}', 0) >= len(ends), 10,
             interval=0.5, what="/metrics to count them")  # (it shows a snapshot a second old)
@@ -124,12 +135,6 @@ def test_a_topic_made_again_under_the_same_name_is_not_taken_for_the_checkpointe
     from services.kafka.broker import EmbeddedBroker, free_port
     from tests.integration.harness import topic_env
 
-    def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-        ends: dict[int, int] = {}
-        for _key, _value, partition, offset in read_topic(bootstrap, topic):
-            ends[partition] = max(ends.get(partition, 0), offset + 1)
-        return ends
-
     with EmbeddedBroker("127.0.0.1", free_port()) as first:
         env = {**topic_env(first.bootstrap, tmp_path, partitions=2),
                "PACESETTER_CHECKPOINT_SECONDS": "1", "PACESETTER_CHECKPOINT_LOOP_SHARE": "1"}
@@ -140,12 +145,7 @@ def test_a_topic_made_again_under_the_same_name_is_not_taken_for_the_checkpointe
         a = start_worker(env, tmp_path, "a")
         store = HistoryStore.open(env["PACESETTER_STORE_URL"])
         try:
-            def checkpointed() -> bool:
-                assert a.proc.poll() is None, a.text()[-3000:]
-                saved = {p: store.checkpoint(topic, p) for p in ends}
-                return all(c is not None and c.next_offset >= ends[p] for p, c in saved.items())
-
-            wait_until(checkpointed, 120, interval=1.0, what="a checkpoint of every partition")
+            wait_checkpointed(a, store, topic, ends)
         finally:
             a.stop()
     # the same names on a new broker, and other events, one a message: past every checkpoint

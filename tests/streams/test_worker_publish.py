@@ -295,6 +295,14 @@ def _offered(room: str, n: int, at_us: int, **extra: Any) -> bytes:
     return orjson.dumps({"v": 1, "id": f"e{n}", "type": "call.offered", "room": room,
                          "at": iso(at_us), "call": f"c{n}", "line": "101", **extra})
 
+async def reassign(worker: StreamWorker, partitions: list[int]) -> None:
+    """Revoke and assign back ``partitions``, then let the loop run what that started."""
+    worker.on_revoked(partitions)
+    worker.on_assigned(partitions)
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
 
 def _ready_worker(producer: FakeProducer) -> StreamWorker:
     worker = StreamWorker(Settings())
@@ -452,25 +460,16 @@ async def test_partitions_assigned_back_together_share_one_client_asking_their_c
     for state in worker.partitions.values():
         state.applied_upto = 40
     everything = sorted(worker.partitions)
-    worker.on_revoked(everything)
-    worker.on_assigned(everything)
-    for _ in range(20):
-        await asyncio.sleep(0)
+    await reassign(worker, everything)
     assert all(state.ready.is_set() for state in worker.partitions.values())
     assert sum(worker.kept.values()) == len(everything)
     assert (CountingConsumer.started, CountingConsumer.stopped) == (1, 0)
     # a client that failed is closed; the next partition assigned back starts another
     monkeypatch.setattr(CountingConsumer, "failing", True)
-    worker.on_revoked([0])
-    worker.on_assigned([0])
-    for _ in range(20):
-        await asyncio.sleep(0)
+    await reassign(worker, [0])
     assert (CountingConsumer.started, CountingConsumer.stopped) == (1, 1)
     monkeypatch.setattr(CountingConsumer, "failing", False)
-    worker.on_revoked([1])
-    worker.on_assigned([1])
-    for _ in range(20):
-        await asyncio.sleep(0)
+    await reassign(worker, [1])
     assert CountingConsumer.started == 2 and worker.partitions[1].ready.is_set()
 
 
