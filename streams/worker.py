@@ -601,12 +601,10 @@ class StreamWorker:
         if found is None:
             return None
         rooms = None
-        anchored = True
-        if found.format_version == checkpoint.FORMAT_VERSION and \
-                found.fingerprint == self.fingerprint:
-            anchored = await self._anchored(consumer, tp, found)
-        if anchored and found.format_version == checkpoint.FORMAT_VERSION and \
-                found.fingerprint == self.fingerprint:
+        fits = (found.format_version == checkpoint.FORMAT_VERSION
+                and found.fingerprint == self.fingerprint)
+        anchored = not fits or await self._anchored(consumer, tp, found)
+        if fits and anchored:
             # a fresh engine the event loop does not use: imported in a thread
             rooms = await asyncio.to_thread(checkpoint.import_engine, engine, found.state,
                                             self.fingerprint)
